@@ -1,0 +1,3 @@
+from llmaudit.cli import app
+
+app()

@@ -1,0 +1,1 @@
+"""Readers: turn files of traces, bills and metrics into rows of the store."""

@@ -1,0 +1,183 @@
+"""Ingest files into the store: one transaction per file, rejects recorded, nothing stored twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from llmaudit.ingest import formats as registry
+from llmaudit.ingest.formats import Format, ReadContext
+from llmaudit.ingest.sources import Source
+from llmaudit.store import Store
+
+
+class StrictRejects(Exception):
+    pass
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str            # ingested | already ingested | empty | skipped | unrecognized | rejected (strict)
+    format: str | None = None
+    kind: str | None = None
+    records: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejects: int = 0
+    first_reject: str | None = None
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def rejects(self) -> int:
+        return sum(f.rejects for f in self.files)
+
+    @property
+    def failed_strict(self) -> bool:
+        return any(f.status in ("rejected", "unrecognized") for f in self.files)
+
+
+class Ingestor:
+    """Reads sources into a store. Worker processes are started only for large files."""
+
+    def __init__(self, store: Store, *, force_format: str | None = None, strict: bool = False,
+                 workers: int | None = None, on_progress: Callable[[int, int], None] | None = None):
+        self.store = store
+        self.force = registry.by_name(force_format) if force_format else None
+        self.strict = strict
+        self.workers = workers or max(1, min(os.cpu_count() or 1, 8))
+        self.on_progress = on_progress or (lambda nbytes, records: None)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self):
+        if self.workers < 2:
+            return None
+        if self._pool is None:
+            # forkserver: workers never inherit the DuckDB connection or its threads.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["llmaudit.ingest.traces"])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def run(self, sources: list[Source]) -> IngestReport:
+        report = IngestReport()
+        try:
+            for source in sources:
+                report.files.append(self.ingest_file(source))
+        finally:
+            self.close()
+        return report
+
+    def ingest_file(self, source: Source) -> FileResult:
+        path = str(source.path)
+        digest = source.sha256()
+        if self.store.scalar("SELECT count(*) FROM ingest_log WHERE content_sha256 = ?", [digest]):
+            self.on_progress(source.size, 0)
+            return FileResult(path, "already ingested")
+        head = source.head()
+        if not head.strip():
+            fmt_name = "empty"
+            with self.store.transaction() as con:
+                self._log(con, path, digest, 0, fmt_name, "none", 0, 0, 0)
+            self.on_progress(source.size, 0)
+            return FileResult(path, "empty")
+        fmt = self.force or registry.detect(head, source.path.name)
+        if fmt is None:
+            self.on_progress(source.size, 0)
+            if not source.explicit:
+                return FileResult(path, "skipped")
+            reason = "not a recognized trace, billing or metrics format (use --format to force one)"
+            with self.store.transaction() as con:
+                con.execute("INSERT INTO rejects VALUES (NULL, ?, NULL, 0, NULL, ?)", [path, reason])
+            return FileResult(path, "unrecognized", rejects=1, first_reject=reason)
+        try:
+            with self.store.transaction() as con:
+                return self._ingest(con, source, digest, fmt)
+        except StrictRejects as exc:
+            result: FileResult = exc.args[0]
+            result.status = "rejected"
+            result.stored = 0
+            return result
+
+    def _ingest(self, con, source: Source, digest: str, fmt: Format) -> FileResult:
+        path = str(source.path)
+        file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
+        ctx = ReadContext(file_id=file_id, workers=self.workers, pool=self._get_pool)
+        result = FileResult(path, "ingested", fmt.name, fmt.kind)
+        total_bytes = 0
+        reported = 0  # progress is counted in on-disk bytes; a gzip file advances when it is done
+        on_disk = source.size
+        gzipped = source.is_gzip()
+        for batch in fmt.read(source, ctx):
+            result.records += batch.records
+            if batch.rows is not None and batch.rows.num_rows:
+                rows = batch.rows  # noqa: F841 (read by DuckDB's replacement scan)
+                con.execute(f"INSERT INTO {fmt.table} BY NAME SELECT * FROM rows")
+                result.stored += batch.rows.num_rows
+            if batch.rejects:
+                self._record_rejects(con, file_id, path, batch.rejects, result)
+            total_bytes = batch.bytes_done
+            done = reported if gzipped else min(on_disk, total_bytes)
+            self.on_progress(done - reported, batch.records)
+            reported = done
+        if self.strict and result.rejects:
+            raise StrictRejects(result)
+        self.on_progress(on_disk - reported, 0)
+        result.duplicates = self._drop_duplicates(con, fmt, file_id)
+        result.stored -= result.duplicates
+        self._log(con, path, digest, total_bytes, fmt.name, fmt.kind, result.records, result.stored, result.rejects, file_id)
+        return result
+
+    @staticmethod
+    def _record_rejects(con, file_id, path, rejects, result: FileResult) -> None:
+        con.executemany(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, ?)",
+            [(file_id, path, *r.as_tuple()) for r in rejects],
+        )
+        if result.first_reject is None:
+            r = rejects[0]
+            where = f"line {r.line}" if r.line else (r.record or f"byte {r.byte_offset}")
+            result.first_reject = f"{where}: {r.reason}"
+        result.rejects += len(rejects)
+
+    @staticmethod
+    def _drop_duplicates(con, fmt: Format, file_id: int) -> int:
+        """Delete this file's rows whose key is already stored (earlier file, or earlier in this file)."""
+        key = ", ".join(fmt.key)
+        dupes = con.execute(
+            f"""
+            SELECT rowid FROM (
+                SELECT rowid, file_id,
+                       row_number() OVER (PARTITION BY {key} ORDER BY file_id, rowid) AS copy
+                FROM {fmt.table}
+                WHERE ({key}) IN (SELECT ({key}) FROM {fmt.table} WHERE file_id = ?)
+            ) WHERE copy > 1 AND file_id = ?
+            """,
+            [file_id, file_id],
+        ).fetchall()
+        if dupes:
+            con.execute(
+                f"DELETE FROM {fmt.table} WHERE rowid IN (SELECT unnest(?::BIGINT[]))", [[r[0] for r in dupes]]
+            )
+        return len(dupes)
+
+    @staticmethod
+    def _log(con, path, digest, size, fmt_name, kind, records, stored, rejects, file_id=None):
+        if file_id is None:
+            file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
+        con.execute(
+            "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+            [file_id, path, digest, size, fmt_name, kind, records, stored, rejects],
+        )

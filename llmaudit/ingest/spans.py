@@ -1,0 +1,133 @@
+"""A columnar builder for span rows, shared by the OTLP, Jaeger and Zipkin readers.
+
+Readers append plain Python values to lists (the fastest thing Python can do per span) and the
+builder turns the lists into one Arrow record batch that DuckDB inserts in bulk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+STATUS_CODES = ("unset", "ok", "error")
+
+SPAN_SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),
+        ("name", pa.string()),
+        ("kind", pa.string()),
+        ("start_time", pa.timestamp("us")),
+        ("end_time", pa.timestamp("us")),
+        ("duration_ms", pa.float64()),
+        ("status_code", pa.string()),
+        ("status_message", pa.string()),
+        ("service", pa.string()),
+        ("scope_name", pa.string()),
+        ("attributes", pa.string()),
+        ("resource_attributes", pa.string()),
+        ("events", pa.string()),
+        ("file_id", pa.int32()),
+    ]
+)
+
+
+@dataclass
+class Reject:
+    line: int | None
+    byte_offset: int | None
+    record: str | None
+    reason: str
+
+    def as_tuple(self):
+        return (self.line, self.byte_offset, self.record, self.reason)
+
+
+class BadRecord(ValueError):
+    """A record that cannot be stored; the message says why."""
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_id(value, length: int, what: str) -> str:
+    """A trace/span id as lowercase hex of the given length."""
+    if type(value) is not str or len(value) != length:
+        raise BadRecord(f"{what} must be {length} hex digits, got {_short(value)}")
+    value = value.lower()
+    if not _HEX.issuperset(value):
+        raise BadRecord(f"{what} must be {length} hex digits, got {_short(value)}")
+    return value
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def text_value(value) -> str | None:
+    """Attribute value as stored: strings as-is, numbers decimal, bools true/false, rest JSON."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) in (int, float):
+        return repr(value)
+    return orjson.dumps(value).decode()
+
+
+class SpanColumns:
+    """Accumulates span rows column by column."""
+
+    def __init__(self) -> None:
+        self.trace_id: list = []
+        self.span_id: list = []
+        self.parent_span_id: list = []
+        self.name: list = []
+        self.kind: list = []
+        self.start_us: list = []
+        self.end_us: list = []
+        self.status_code: list = []
+        self.status_message: list = []
+        self.service: list = []
+        self.scope_name: list = []
+        self.attributes: list = []  # JSON object text per span
+        self.resource_attributes: list = []
+        self.events: list = []
+
+    def __len__(self) -> int:
+        return len(self.trace_id)
+
+    def to_arrow(self, file_id: int) -> pa.RecordBatch:
+        start = pa.array(self.start_us, pa.int64())
+        end = pa.array(self.end_us, pa.int64())
+        duration = pc.divide(pc.subtract(end, start).cast(pa.float64()), 1000.0)
+        n = len(self.trace_id)
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array(self.trace_id, pa.string()),
+                pa.array(self.span_id, pa.string()),
+                pa.array(self.parent_span_id, pa.string()),
+                pa.array(self.name, pa.string()),
+                pa.array(self.kind, pa.string()),
+                start.cast(pa.timestamp("us")),
+                end.cast(pa.timestamp("us")),
+                duration,
+                pa.array(self.status_code, pa.string()),
+                pa.array(self.status_message, pa.string()),
+                pa.array(self.service, pa.string()),
+                pa.array(self.scope_name, pa.string()),
+                pa.array(self.attributes, pa.string()),
+                pa.array(self.resource_attributes, pa.string()),
+                pa.array(self.events, pa.string()),
+                pa.array([file_id] * n, pa.int32()),
+            ],
+            schema=SPAN_SCHEMA,
+        )

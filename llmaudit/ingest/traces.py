@@ -1,0 +1,116 @@
+"""Trace formats: how each is recognised and read into span batches."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Iterator
+
+from llmaudit.ingest import jaeger, otlp, zipkin
+from llmaudit.ingest.formats import Batch, Format, ReadContext
+from llmaudit.ingest.sources import Source, iter_line_blocks, read_all
+from llmaudit.ingest.spans import Reject
+
+# Files at least this large (decompressed estimate) are parsed by worker processes.
+PARALLEL_MIN_BYTES = 16 << 20
+_RESOURCE_SPANS = re.compile(rb'"resource_?[sS]pans"\s*:')
+
+
+def _first_line(head: bytes) -> bytes:
+    cut = head.find(b"\n")
+    return head if cut < 0 else head[:cut]
+
+
+def sniff_otlp_jsonl(head: bytes, name: str) -> bool:
+    line = _first_line(head).strip()
+    return line.startswith(b"{") and bool(_RESOURCE_SPANS.search(line))
+
+
+def sniff_otlp_json(head: bytes, name: str) -> bool:
+    return head.lstrip().startswith(b"{") and bool(_RESOURCE_SPANS.search(head))
+
+
+def sniff_jaeger(head: bytes, name: str) -> bool:
+    h = head.lstrip()
+    return h.startswith(b"{") and b'"traceID"' in h and b'"data"' in h
+
+
+def sniff_zipkin(head: bytes, name: str) -> bool:
+    h = head.lstrip()
+    return h.startswith(b"[") and b'"traceId"' in h and (b'"id"' in h or b'"localEndpoint"' in h)
+
+
+def parse_jsonl_block(parts: list[bytes], offset: int, file_id: int):
+    """Worker entry point: a block of OTLP JSON lines to (record batch, rejects, records, lines).
+
+    Reject line numbers are relative to the block (1 = its first line); the caller rebases them.
+    """
+    block = parts[0] if len(parts) == 1 else b"".join(parts)
+    cols, rejects, seen = otlp.parse_lines(block, 1, offset)
+    return cols.to_arrow(file_id), rejects, seen, block.count(b"\n")
+
+
+def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
+    pool = ctx.pool() if source.size >= PARALLEL_MIN_BYTES else None
+    jobs = _jsonl_jobs(source, ctx, pool)
+    line_base = 0  # lines before the current block
+    for job in jobs:
+        kind, payload, done = job
+        if kind == "error":
+            yield Batch(None, [Reject(line_base + 1, done, None, payload)], 0, done)
+            continue
+        rows, rejects, seen, lines = payload.result() if kind == "future" else payload
+        for r in rejects:
+            r.line += line_base
+        line_base += lines
+        yield Batch(rows, rejects, seen, done)
+
+
+def _jsonl_jobs(source: Source, ctx: ReadContext, pool):
+    """Parse blocks inline, or in the pool with bounded read-ahead; always in file order."""
+    blocks = iter_line_blocks(source, ctx.block_size)
+    if pool is None:
+        for parts, offset, error in blocks:
+            if error:
+                yield "error", error, offset
+            else:
+                yield "done", parse_jsonl_block(parts, offset, ctx.file_id), offset + sum(map(len, parts))
+        return
+    pending: deque = deque()
+    window = 2 * ctx.workers + 1
+    try:
+        for parts, offset, error in blocks:
+            if error:
+                pending.append(("error", error, offset))
+            else:
+                fut = pool.submit(parse_jsonl_block, parts, offset, ctx.file_id)
+                pending.append(("future", fut, offset + sum(map(len, parts))))
+            while len(pending) >= window:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+    finally:
+        for kind, fut, _ in pending:
+            if kind == "future":
+                fut.cancel()
+
+
+def _read_document(parse):
+    def read(source: Source, ctx: ReadContext) -> Iterator[Batch]:
+        data, error = read_all(source)
+        cols, rejects, seen = parse(data)
+        if error:
+            rejects.append(Reject(None, len(data), None, error))
+        yield Batch(cols.to_arrow(ctx.file_id), rejects, seen, len(data))
+
+    return read
+
+
+SPAN_KEY = ("trace_id", "span_id")
+
+FORMATS = [
+    Format("otlp-jsonl", "traces", "spans", SPAN_KEY, sniff_otlp_jsonl, read_otlp_jsonl),
+    Format("otlp-json", "traces", "spans", SPAN_KEY, sniff_otlp_json, _read_document(otlp.parse_document)),
+    Format("jaeger-json", "traces", "spans", SPAN_KEY, sniff_jaeger, _read_document(jaeger.parse_document)),
+    Format("zipkin-json", "traces", "spans", SPAN_KEY, sniff_zipkin, _read_document(zipkin.parse_document)),
+]
