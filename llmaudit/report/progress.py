@@ -1,0 +1,44 @@
+"""A progress bar for ingest: on a terminal only, for inputs worth waiting on."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.text import Text
+
+SHOW_ABOVE_BYTES = 4 << 20
+
+
+class RecordsPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        records = task.fields.get("records", 0)
+        elapsed = task.elapsed or 0
+        rate = records / elapsed if elapsed > 0 else 0
+        return Text(f"{records:,} records  {rate:,.0f}/s", style="progress.data.speed")
+
+
+@contextmanager
+def ingest_progress(console: Console, total_bytes: int, *, enabled: bool = True):
+    """Yields on_progress(bytes, records). Silent when not a terminal, quiet, or the input is small."""
+    if not enabled or not console.is_terminal or total_bytes < SHOW_ABOVE_BYTES:
+        yield lambda nbytes, records: None
+        return
+    columns = [
+        TextColumn("ingesting"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        RecordsPerSecond(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("ingest", total=total_bytes, records=0)
+        state = {"records": 0}
+
+        def on_progress(nbytes: int, records: int) -> None:
+            state["records"] += records
+            progress.update(task, advance=nbytes, records=state["records"])
+
+        yield on_progress

@@ -1,0 +1,81 @@
+"""What the store holds, in numbers: the ingest summary shown after `ingest` and atop `analyze`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from llmaudit.store import Store
+
+
+class ModelUsage(BaseModel):
+    provider: str | None
+    model: str | None
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    estimated_calls: int
+
+
+class FormatCount(BaseModel):
+    format: str
+    files: int
+    records: int
+
+
+class StoreSummary(BaseModel):
+    files: list[FormatCount]
+    spans: int
+    traces: int
+    llm_calls: int
+    retrievals: int
+    rejects: int
+    orphan_spans: int
+    window_start: datetime | None
+    window_end: datetime | None
+    services: list[str]
+    models: list[ModelUsage]
+
+
+def summarize(store: Store) -> StoreSummary:
+    q = store.con.execute
+    files = [
+        FormatCount(format=f, files=n, records=r)
+        for f, n, r in q(
+            "SELECT format, count(*), coalesce(sum(records_read), 0) FROM ingest_log GROUP BY format ORDER BY format"
+        ).fetchall()
+    ]
+    spans, traces, start, end = q(
+        "SELECT count(*), count(DISTINCT trace_id), min(start_time), max(coalesce(end_time, start_time)) FROM spans"
+    ).fetchone()
+    services = [r[0] for r in q("SELECT DISTINCT service FROM spans WHERE service IS NOT NULL ORDER BY 1").fetchall()]
+    derived = store.table_exists("llm_calls")
+    models = []
+    llm_calls = retrievals = orphans = 0
+    if derived:
+        models = [
+            ModelUsage(provider=p, model=m, calls=c, input_tokens=i, output_tokens=o, cached_input_tokens=ci, estimated_calls=e)
+            for p, m, c, i, o, ci, e in q(
+                """SELECT provider, model, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+                          coalesce(sum(cached_input_tokens), 0), count(*) FILTER (WHERE tokens_estimated)
+                   FROM llm_calls GROUP BY ALL ORDER BY 4 DESC, 2"""
+            ).fetchall()
+        ]
+        llm_calls = q("SELECT count(*) FROM llm_calls").fetchone()[0]
+        retrievals = q("SELECT count(*) FROM retrievals").fetchone()[0]
+        orphans = q("SELECT coalesce(sum(orphan_spans), 0) FROM requests").fetchone()[0]
+    return StoreSummary(
+        files=files,
+        spans=spans,
+        traces=traces,
+        llm_calls=llm_calls,
+        retrievals=retrievals,
+        rejects=q("SELECT count(*) FROM rejects").fetchone()[0],
+        orphan_spans=int(orphans),
+        window_start=start,
+        window_end=end,
+        services=services,
+        models=models,
+    )
