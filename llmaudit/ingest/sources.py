@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import glob
-import gzip
+import zlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Files a directory walk passes over without comment: code, docs, and the like.
@@ -17,6 +16,40 @@ _NOT_DATA_SUFFIXES = {".py", ".pyc", ".md", ".rst", ".txt", ".toml", ".yaml", ".
 
 class InputError(Exception):
     """A path the user named does not exist or matches nothing."""
+
+
+class BrokenStream(Exception):
+    """A compressed stream that ends early or is corrupt; what came before it was delivered."""
+
+
+def _gzip_chunks(path: Path, raw_size: int = 1 << 20):
+    """Decompressed chunks of a gzip file (all members), raising BrokenStream at a bad or cut end.
+
+    zlib directly rather than the gzip module: GzipFile.read() drops the data it had inflated in
+    the call that hits a truncated end, and we promise to keep every complete record.
+    """
+    with open(path, "rb") as fh:
+        inflater = zlib.decompressobj(wbits=31)
+        fed = False
+        while raw := fh.read(raw_size):
+            while raw:
+                fed = True
+                try:
+                    out = inflater.decompress(raw)
+                except zlib.error as exc:
+                    raise BrokenStream(f"corrupt gzip stream: {exc}") from exc
+                if out:
+                    yield out
+                if inflater.eof:  # a member ended; another may follow
+                    raw = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+                    fed = False
+                    if not raw.strip(b"\x00"):
+                        raw = b""
+                else:
+                    raw = b""
+        if fed and not inflater.eof:
+            raise BrokenStream("truncated gzip stream: the file ends inside its compressed data")
 
 
 @dataclass(frozen=True)
@@ -32,19 +65,26 @@ class Source:
         with open(self.path, "rb") as fh:
             return fh.read(2) == GZIP_MAGIC
 
-    def open(self) -> BinaryIO:
-        """The decompressed byte stream."""
+    def chunks(self, size: int = 1 << 20):
+        """Decompressed content in chunks; a broken gzip stream raises BrokenStream after its data."""
         if self.is_gzip():
-            return gzip.open(self.path, "rb")  # type: ignore[return-value]
-        return open(self.path, "rb")
+            yield from _gzip_chunks(self.path, size)
+            return
+        with open(self.path, "rb") as fh:
+            while block := fh.read(size):
+                yield block
 
     def head(self, n: int = 65536) -> bytes:
         """The first n decompressed bytes (fewer if the stream is short or broken)."""
-        with self.open() as fh:
-            try:
-                return fh.read(n)
-            except (EOFError, OSError, gzip.BadGzipFile):
-                return b""
+        got = bytearray()
+        try:
+            for chunk in self.chunks(min(n, 1 << 20)):
+                got += chunk
+                if len(got) >= n:
+                    break
+        except BrokenStream:
+            pass
+        return bytes(got[:n])
 
     def sha256(self) -> str:
         h = hashlib.sha256()
@@ -87,43 +127,61 @@ def _walk(root: Path):
 
 
 def read_all(source: Source) -> tuple[bytes, str | None]:
-    """Whole decompressed content; a truncated gzip gives what was readable plus an error text."""
-    with source.open() as fh:
-        chunks = []
-        try:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                chunks.append(block)
-        except (EOFError, OSError, gzip.BadGzipFile) as exc:
-            return b"".join(chunks), f"truncated or corrupt gzip stream: {exc}"
+    """Whole decompressed content; a broken gzip stream gives what was readable plus an error text."""
+    chunks = []
+    try:
+        for chunk in source.chunks(4 << 20):
+            chunks.append(chunk)
+    except BrokenStream as exc:
+        return b"".join(chunks), str(exc)
     return b"".join(chunks), None
 
 
 def iter_line_blocks(source: Source, block_size: int = 8 << 20):
     """Yield (parts, byte_offset, error): parts is a list of bytes whose concatenation ends on a line
-    boundary (or at the end of the stream). Joining and counting lines is left to the consumer so
-    that the reading process does as little as possible per byte.
+    boundary (or at the end of the stream). Joining and counting lines is left to the consumer (a
+    worker process) so that the reading process does as little as possible per byte.
 
     On a broken gzip stream the readable part is yielded, then a final item carries the error text.
     """
+    if source.is_gzip():
+        yield from _gzip_line_blocks(source, block_size)
+        return
     offset = 0
-    with source.open() as fh:
-        while True:
-            parts = []
-            try:
-                data = fh.read(block_size)
-                if data:
-                    parts.append(data)
-                    if not data.endswith(b"\n"):
-                        rest = fh.readline()
-                        if rest:
-                            parts.append(rest)
-            except (EOFError, OSError, gzip.BadGzipFile) as exc:
-                if parts:
-                    yield parts, offset, None
-                    offset += sum(map(len, parts))
-                yield [], offset, f"truncated or corrupt gzip stream: {exc}"
-                return
-            if not parts:
-                return
+    with open(source.path, "rb") as fh:
+        while data := fh.read(block_size):
+            parts = [data]
+            if not data.endswith(b"\n"):
+                rest = fh.readline()
+                if rest:
+                    parts.append(rest)
             yield parts, offset, None
             offset += sum(map(len, parts))
+
+
+def _gzip_line_blocks(source: Source, block_size: int):
+    offset = 0
+    pending: list[bytes] = []
+    pending_size = 0
+    try:
+        for chunk in source.chunks(1 << 20):
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size < block_size:
+                continue
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                continue  # a long line: keep collecting until it ends
+            head, tail = chunk[: cut + 1], chunk[cut + 1 :]
+            parts = pending[:-1] + [head]
+            yield parts, offset, None
+            offset += pending_size - len(tail)
+            pending, pending_size = ([tail], len(tail)) if tail else ([], 0)
+    except BrokenStream as exc:
+        if pending:
+            yield pending, offset, None
+            offset += pending_size
+        yield [], offset, str(exc)
+        return
+    if pending:
+        yield pending, offset, None
