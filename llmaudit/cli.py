@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from llmaudit import __version__
 from llmaudit.config import ConfigError, Settings, load_settings
@@ -115,24 +116,160 @@ def ingest(
         raise typer.Exit(EXIT_INPUT)
 
 
+def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs: list[Path]):
+    from llmaudit.audit import audit
+    from llmaudit.report.document import build_document
+    from llmaudit.rules.engine import all_rules, parse_overrides
+    from llmaudit.rules.spec import RuleError
+
+    try:
+        rules = all_rules([*settings.rules, *rule_dirs])
+        overrides = parse_overrides(sets, rules)
+        result = audit(store, settings, overrides=overrides, extra_rule_dirs=rule_dirs)
+    except RuleError as exc:
+        raise fail(str(exc))
+    return build_document(store, result)
+
+
+def _exit_for(doc, fail_on: Optional[str]) -> int:
+    from llmaudit.findings.model import severity_rank
+
+    if fail_on and any(severity_rank(f.severity) >= severity_rank(fail_on) for f in doc.findings):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+SEVERITY_CHOICES = ("info", "low", "medium", "high", "critical")
+
+
 @app.command()
 def analyze(
     paths: list[str] = typer.Argument(..., help="Files, directories (recursive), globs."),
     db: Optional[Path] = DbOption,
-    fmt: Optional[str] = typer.Option(None, "--input-format", help="Force one input format."),
+    output_format: str = typer.Option("table", "--format", "-f", help="table (terminal) or json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the --format output to this file."),
+    input_format: Optional[str] = typer.Option(None, "--input-format", help="Force one input format (e.g. otlp-jsonl)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding has this severity or higher."),
+    sets: list[str] = typer.Option([], "--set", help="Override a rule parameter: RULE.param=value (repeatable)."),
+    rule_dirs: list[Path] = typer.Option([], "--rules", help="An extra folder of rule files (repeatable)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Evidence, examples and the fix for each finding."),
     strict: bool = typer.Option(False, "--strict", help="Any rejected record is an input error (exit 2)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no ingest summary."),
     config: Optional[Path] = ConfigOption,
 ):
-    """Ingest PATHs and report what the system spends and where."""
-    from llmaudit.report.terminal import print_ingest
+    """Ingest PATHs, run the audit rules, and report findings by dollar impact."""
+    from llmaudit.report.terminal import print_findings, print_ingest
 
+    if output_format not in ("table", "json"):
+        raise fail(f"--format must be table or json, not {output_format!r}")
+    if fail_on and fail_on not in SEVERITY_CHOICES:
+        raise fail(f"--fail-on must be one of {', '.join(SEVERITY_CHOICES)}")
     settings = _settings(config)
     with open_store(db) as store:
-        report = run_ingest(store, paths, fmt=fmt, strict=strict, quiet=quiet, settings=settings)
-        print_ingest(out, report, store, db)
-    if strict and report.failed_strict:
-        raise typer.Exit(EXIT_INPUT)
+        report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings)
+        if strict and report.failed_strict:
+            bad = [f for f in report.files if f.status in ("rejected", "unrecognized")]
+            for f in bad:
+                err.print(f"{f.path}: {f.first_reject}", markup=False)
+            raise typer.Exit(EXIT_INPUT)
+        doc = _audit_document(store, settings, sets, rule_dirs)
+        if output_format == "json":
+            text = doc.model_dump_json(indent=2) + "\n"
+            if output:
+                output.write_text(text, encoding="utf-8")
+            else:
+                sys.stdout.write(text)
+        else:
+            console = Console(file=open(output, "w", encoding="utf-8"), width=160) if output else out
+            if not quiet:
+                print_ingest(console, report, store, db)
+            print_findings(console, doc, verbose=verbose)
+    raise typer.Exit(_exit_for(doc, fail_on))
+
+
+rules_app = typer.Typer(help="List, document and self-test the audit rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+def _load_rules(rule_dirs: list[Path], config: Optional[Path]):
+    from llmaudit.rules.engine import all_rules
+    from llmaudit.rules.spec import RuleError
+
+    settings = _settings(config)
+    try:
+        return all_rules([*settings.rules, *rule_dirs])
+    except RuleError as exc:
+        raise fail(str(exc))
+
+
+@rules_app.command("list")
+def rules_list(
+    rule_dirs: list[Path] = typer.Option([], "--rules", help="An extra folder of rule files."),
+    config: Optional[Path] = ConfigOption,
+):
+    """The rules, with category and default severity."""
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for col in ("id", "name", "category", "severity", "needs", "title"):
+        table.add_column(col)
+    for r in _load_rules(rule_dirs, config):
+        table.add_row(r.id, r.name, r.category, r.severity, ", ".join(r.requires), r.title)
+    out.print(table)
+
+
+@rules_app.command("show")
+def rules_show(
+    rule_id: str = typer.Argument(..., help="A rule id, e.g. LLMA003."),
+    rule_dirs: list[Path] = typer.Option([], "--rules", help="An extra folder of rule files."),
+    config: Optional[Path] = ConfigOption,
+):
+    """A rule's documentation: why, how the saving is computed, the fix, parameters, SQL."""
+    from rich.markdown import Markdown
+
+    rules = {r.id: r for r in _load_rules(rule_dirs, config)}
+    rule = rules.get(rule_id.upper())
+    if rule is None:
+        raise fail(f"no rule {rule_id}; see `llmaudit rules list`")
+    params = "\n".join(f"- `{k}` = `{p.default}`: {p.doc}" for k, p in rule.params.items()) or "none"
+    refs = "\n".join(f"- {r}" for r in rule.references) or "none"
+    text = (
+        f"# {rule.id} {rule.name}\n\n**{rule.title}**  \ncategory `{rule.category}`, severity `{rule.severity}`, "
+        f"needs {', '.join(rule.requires)}\n\n## Why\n{rule.summary}\n\n## Saving\n{rule.saving}\n\n"
+        f"## Fix\n{rule.remediation}\n\n## Parameters\n{params}\n\n## References\n{refs}\n\n"
+        f"## SQL\n```sql\n{rule.sql.strip()}\n```\n\nFile: {rule.path}"
+    )
+    out.print(Markdown(text))
+
+
+@rules_app.command("test")
+def rules_test(
+    folder: Optional[Path] = typer.Argument(None, help="Test the rules in this folder (default: the built-in rules)."),
+    only: list[str] = typer.Option([], "--only", help="Only these rule ids."),
+):
+    """Run each rule on its own positive and negative fixtures."""
+    from rich.table import Table
+
+    from llmaudit.rules.engine import builtin_rules_dir
+    from llmaudit.rules.selftest import run_all
+    from llmaudit.rules.spec import RuleError, load_rules
+
+    try:
+        rules = load_rules([folder or builtin_rules_dir()])
+    except RuleError as exc:
+        raise fail(str(exc))
+    if only:
+        rules = [r for r in rules if r.id in {o.upper() for o in only}]
+    outcomes = run_all(rules)
+    table = Table(show_edge=False)
+    for col in ("rule", "test", "kind", "result", "detail"):
+        table.add_column(col)
+    for o in outcomes:
+        table.add_row(o.rule_id, o.test, o.kind, Text("pass", style="green") if o.passed else Text("FAIL", style="bold red"), o.detail)
+    out.print(table)
+    failed = sum(not o.passed for o in outcomes)
+    out.print(f"{len(outcomes) - failed} passed, {failed} failed")
+    raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
 @app.command()

@@ -144,6 +144,11 @@ def llm_calls_sql() -> str:
         CAST(NULL AS VARCHAR) AS input_hash,
         CAST(NULL AS VARCHAR) AS feature,
         CAST(NULL AS VARCHAR) AS tenant,
+        -- Filled by pricing: unit prices (USD per 1M tokens) so rules can price the tokens they
+        -- find wasted, and the call's own cost.
+        CAST(NULL AS DOUBLE) AS input_price_per_mtok,
+        CAST(NULL AS DOUBLE) AS cached_input_price_per_mtok,
+        CAST(NULL AS DOUBLE) AS output_price_per_mtok,
         CAST(NULL AS DOUBLE) AS cost_usd,
         CAST(NULL AS VARCHAR) AS price_source
     FROM named

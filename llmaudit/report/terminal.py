@@ -87,3 +87,64 @@ def print_query(console: Console, columns: list[str], rows: list[tuple], fmt: st
         table.add_row(*(safe(v) for v in row))
     console.print(table)
     console.print(f"{len(rows):,} rows", style="dim")
+
+
+def _usd(value) -> str:
+    return "unpriced" if value is None else f"${value:,.2f}"
+
+
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
+    """The analyze header (window, requests, spend, waste) and the findings by dollar impact."""
+    t = doc.totals
+    window = "no spans" if doc.window.start is None else (
+        f"{doc.window.start:%Y-%m-%d %H:%M} → {doc.window.end:%Y-%m-%d %H:%M} UTC ({doc.window.days or 0:.1f} days)"
+    )
+    console.print()
+    console.rule("llmaudit", style="dim")
+    console.print(f"Window        {window}")
+    console.print(f"Requests      {t.requests:,}    LLM calls {t.llm_calls:,}    tokens in {t.input_tokens:,} / out {t.output_tokens:,}")
+    spend = _usd(t.spend_usd) + (f"  ({t.unpriced_calls:,} calls unpriced, not counted)" if t.unpriced_calls else "")
+    console.print(f"Spend         {spend}")
+    console.print(
+        f"Est. waste    ${t.estimated_waste_usd:,.2f} in the window, ${t.estimated_waste_usd_per_month:,.2f} per month "
+        f"(sum of {t.findings} findings; they can overlap)"
+    )
+    for key, value in doc.extras.get("headline", {}).items():
+        console.print(Text(f"{key:<14}{value}"))
+    console.print()
+    if not doc.findings:
+        console.print("No findings.", style="green")
+    else:
+        table = Table(show_edge=False, title="Findings by dollar impact", title_justify="left")
+        for col, justify in (("severity", "left"), ("rule", "left"), ("scope", "left"), ("waste (window)", "right"),
+                             ("per month", "right"), ("what", "left")):
+            table.add_column(col, justify=justify)
+        for f in doc.findings:
+            scope = " · ".join(str(v) for v in (f.scope.service, f.scope.feature, f.scope.model, f.scope.tenant) if v)
+            table.add_row(
+                Text(f.severity, style=SEVERITY_STYLE[f.severity]),
+                f"{f.rule_id} {f.rule_name}",
+                safe(scope, 48),
+                _usd(f.waste.usd),
+                _usd(f.waste.usd_per_month),
+                safe(f.message, 200 if verbose else 90),
+            )
+        console.print(table)
+    if verbose:
+        for f in doc.findings:
+            console.print()
+            console.print(Text(f"{f.fingerprint}  {f.title}", style="bold"))
+            console.print(safe(f.message, 400))
+            console.print(Text("evidence: ", style="dim") + safe(", ".join(f"{k}={v}" for k, v in f.evidence.items()), 600))
+            if f.example_trace_ids:
+                console.print(Text("examples: " + ", ".join(f.example_trace_ids), style="dim"))
+            console.print(Text(f"waste: {f.waste.tokens or 0:,} tokens, {_usd(f.waste.usd)}; {f.waste.extrapolation}", style="dim"))
+            console.print(Text("fix: " + f.remediation))
+    for rule_id, why in doc.skipped_rules.items():
+        if verbose:
+            console.print(Text(f"skipped {rule_id}: {why}", style="dim"))
+    for rule_id, why in doc.rule_errors.items():
+        console.print(Text(f"rule {rule_id} failed: {why}", style="red"))

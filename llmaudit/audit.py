@@ -1,0 +1,36 @@
+"""The library entry points behind the CLI: prepare a store, audit it.
+
+    from llmaudit.audit import audit
+    with Store("week.duckdb") as store:
+        result = audit(store)
+        for finding in result.findings: ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmaudit.config import Settings
+from llmaudit.normalize.derive import derive, ensure_derived
+from llmaudit.rules.engine import RunResult, all_rules, run_rules
+from llmaudit.store import Store
+
+
+def prepare(store: Store, settings: Settings, *, force: bool = True) -> None:
+    """Derived tables and prices, up to date with what was ingested."""
+    if force:
+        derive(store, settings)
+    else:
+        ensure_derived(store, settings)
+
+
+def audit(store: Store, settings: Settings | None = None, *, overrides: dict[str, dict[str, Any]] | None = None,
+          extra_rule_dirs: list[Path] | None = None) -> RunResult:
+    settings = settings or Settings()
+    prepare(store, settings, force=False)
+    rules = all_rules([*settings.rules, *(extra_rule_dirs or [])])
+    merged = {k: dict(v) for k, v in settings.params.items()}
+    for rule_id, params in (overrides or {}).items():
+        merged.setdefault(rule_id, {}).update(params)
+    return run_rules(store, rules, merged)
