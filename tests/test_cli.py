@@ -1,0 +1,127 @@
+"""The command line as a user runs it: real processes, real files, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import otlp_factory as f
+
+from conftest import REPO
+
+LLMAUDIT = [sys.executable, "-m", "llmaudit"]
+
+
+def run(*args, cwd=None, timeout=300):
+    return subprocess.run([*LLMAUDIT, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def write_traces(path, n=10, **kw):
+    f.write_jsonl(path, [f.request(f.simple_trace(**kw)) for _ in range(n)])
+
+
+def test_ingest_prints_a_summary_and_query_reads_it(tmp_path):
+    src = tmp_path / "t.jsonl"
+    write_traces(src, n=10, n_llm=2, tokens=(300, 40))
+    db = tmp_path / "s.duckdb"
+
+    res = run("ingest", src, "--db", db)
+    assert res.returncode == 0, res.stderr
+    assert "ingested (otlp-jsonl)" in res.stdout
+    assert "30 in 10 traces" in res.stdout  # spans in traces
+    assert "LLM calls    20" in res.stdout
+
+    res = run("query", "--db", db, "SELECT model, count(*) AS n, sum(input_tokens) AS t FROM llm_calls GROUP BY 1", "-f", "json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == [{"model": "gpt-4o", "n": 20, "t": 6000}]
+
+    res = run("query", "--db", db, "SELECT count(*) AS n FROM spans", "-f", "csv")
+    assert res.stdout == "n\n30\n"
+
+
+def test_query_is_read_only(tmp_path):
+    src = tmp_path / "t.jsonl"
+    write_traces(src, n=2)
+    db = tmp_path / "s.duckdb"
+    assert run("ingest", src, "--db", db, "-q").returncode == 0
+    res = run("query", "--db", db, "DELETE FROM spans")
+    assert res.returncode == 2
+    assert "read-only" in res.stderr
+    assert duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM spans").fetchone()[0] == 6
+
+
+def test_strict_exit_code_and_nothing_stored_from_a_bad_file(tmp_path):
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    write_traces(good, n=3)
+    bad.write_text(json.dumps(f.request(f.simple_trace())) + "\n{broken\n")
+    db = tmp_path / "s.duckdb"
+
+    res = run("ingest", good, bad, "--db", db, "--strict")
+
+    assert res.returncode == 2
+    assert "line 2: invalid JSON" in res.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM spans").fetchone()[0] == 9
+    # Without --strict the same input is accepted, with the bad line recorded.
+    con.close()
+    res = run("ingest", bad, "--db", db)
+    assert res.returncode == 0
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT line, reason LIKE 'invalid JSON%' FROM rejects").fetchall() == [(2, True)]
+    assert con.execute("SELECT count(*) FROM spans").fetchone()[0] == 12
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("ingest", tmp_path / "missing.jsonl").returncode == 2
+    assert run("analyze", tmp_path, "--set", "LLMA003.nope=1").returncode == 2
+    assert run("analyze", tmp_path, "--fail-on", "catastrophic").returncode == 2
+    res = run("ingest", tmp_path / "x", "--format", "no-such-format")
+    assert res.returncode == 2
+
+
+def test_interrupted_ingest_leaves_a_valid_store_and_a_rerun_completes(tmp_path):
+    src = tmp_path / "big.jsonl"
+    docs = [f.request([s for _ in range(40) for s in f.simple_trace(n_llm=4)]) for _ in range(600)]
+    f.write_jsonl(src, docs)
+    expected = 600 * 40 * 5
+    db = tmp_path / "s.duckdb"
+    proc = subprocess.Popen([*LLMAUDIT, "ingest", str(src), "--db", str(db), "-q"], start_new_session=True)
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up of any kind
+    proc.wait()
+    con = duckdb.connect(str(db))
+    stored = con.execute("SELECT count(*) FROM spans").fetchone()[0]
+    logged = con.execute("SELECT count(*) FROM ingest_log").fetchone()[0]
+    con.close()
+    assert (stored, logged) in ((0, 0), (expected, 1))  # all of the file or none of it
+
+    res = run("ingest", src, "--db", db, "-q")
+    assert res.returncode == 0, res.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans").fetchone() == (expected, expected)
+
+
+def test_analyze_runs_from_any_directory_with_bundled_rules(tmp_path):
+    src = REPO / "rules" / "fixtures" / "LLMA003" / "positive.jsonl"
+    res = run("analyze", src, "--format", "json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [x["rule_id"] for x in doc["findings"]] == ["LLMA003"]
+    assert run("analyze", src, "--fail-on", "medium", "-q", cwd=tmp_path).returncode == 1
+    assert run("analyze", src, "--fail-on", "high", "-q", cwd=tmp_path).returncode == 0
+
+
+def test_rules_list_show_and_test():
+    res = run("rules", "list")
+    assert res.returncode == 0 and "LLMA003" in res.stdout
+    res = run("rules", "show", "LLMA003")
+    assert res.returncode == 0 and "min_relative_score" in res.stdout
+    assert run("rules", "show", "NOPE999").returncode == 2
+    res = run("rules", "test", "--only", "LLMA003")
+    assert res.returncode == 0, res.stdout
+    assert "2 passed, 0 failed" in res.stdout
