@@ -80,8 +80,9 @@ class Scenario:
     retry_storm: bool = True
     storm_start: str = "2026-11-11T14:00:00Z"
     storm_minutes: int = 40
-    storm_fail_p: tuple[float, ...] = (0.92, 0.80, 0.65, 0.50)  # P(attempt fails) for attempt 0..3 in the storm
+    storm_fail_p: tuple[float, ...] = (0.95, 0.90, 0.85, 0.80)  # P(attempt fails) for attempt 0..3 in the storm
     max_resends: int = 3
+    user_resubmits: int = 2               # after a 504 the user asks again (P 0.8 each), at most this often
     isolated_retry_rate: float = 0.005    # outside the storm: P(first attempt times out); the re-send succeeds
     duplicate_share: float = 0.12         # share of requests that are a repeated FAQ (same hour clusters)
     faq_questions: int = 15
@@ -102,7 +103,7 @@ class Scenario:
     batch_window_hours: int = 2
 
     # email-drafter (OpenTelemetry GenAI older names + OpenLLMetry content; healthy control)
-    email_requests: int = 120
+    email_requests: int = 80
 
     # workload -> output file name (the name picks the writer: .otlp.jsonl, .otlp.json, .jaeger.json,
     # .zipkin.json, each optionally .gz); None leaves the workload out.
@@ -148,13 +149,19 @@ CURVE_OFFICE = [0.05, 0.04, 0.04, 0.04, 0.05, 0.1, 0.25, 0.6, 1.3, 1.8, 1.9, 1.8
                 1.4, 1.8, 2.0, 1.9, 1.7, 1.3, 0.8, 0.45, 0.25, 0.15, 0.1, 0.07]
 
 
+def hour_weights(start_us: int, days: int, curve: list[float], weekend: float) -> list[float]:
+    """Relative traffic of each hour of the window: a diurnal curve by UTC hour, weekends scaled down."""
+    weights = []
+    for h in range(days * 24):
+        wd = datetime.fromtimestamp((start_us + h * 3600 * US) // US, tz=timezone.utc).weekday()
+        weights.append(curve[h % 24] * (weekend if wd >= 5 else 1.0))
+    return weights
+
+
 def hour_counts(rng: random.Random, n: int, start_us: int, days: int, curve: list[float], weekend: float) -> list[int]:
     """Split n arrivals over the hours of the window by a diurnal curve (weekends scaled down)."""
     hours = days * 24
-    weights = []
-    for h in range(hours):
-        wd = datetime.fromtimestamp((start_us + h * 3600 * US) // US, tz=timezone.utc).weekday()
-        weights.append(curve[h % 24] * (weekend if wd >= 5 else 1.0))
+    weights = hour_weights(start_us, days, curve, weekend)
     counts = [0] * hours
     if n > 0:
         for h in rng.choices(range(hours), weights=weights, k=n):
@@ -277,7 +284,7 @@ def _bank() -> list[tuple[str, int]]:
     """A fixed bank of sentences (text, tokens): prose repeats itself, as help-center text does."""
     if not _BANK:
         r = random.Random("llmaudit-sentence-bank")
-        for _ in range(240):
+        for _ in range(120):
             k = r.randint(6, 18)
             _BANK.append((_sentence(r, k), k + 1))
     return _BANK
@@ -416,27 +423,32 @@ class SupportBot:
     # -- traffic ---------------------------------------------------------------------------------
     def traces(self) -> Iterator[Trace]:
         sc, rng = self.sc, self.rng
-        counts = hour_counts(rng, sc.support_requests, self.start_us, sc.days, CURVE_SUPPORT, 0.4)
+        n_faq = int(round(sc.support_requests * sc.duplicate_share)) if self.faqs else 0
+        # FAQ repeats come in clusters of 2..6 identical requests inside one hour
+        sizes = []
+        left = n_faq
+        while left > 0:
+            size = min(left, rng.randint(2, 6))
+            if left - size == 1:
+                size += 1
+            sizes.append(size)
+            left -= size
+        weights = hour_weights(self.start_us, sc.days, CURVE_SUPPORT, 0.4)
+        faq_hours: dict[int, list] = {}
+        for c, h in enumerate(rng.choices(range(len(weights)), weights=weights, k=len(sizes)) if sizes else []):
+            faq_hours.setdefault(h, []).append((c, sizes[c], rng.randrange(len(self.faqs))))
+        counts = hour_counts(rng, sc.support_requests - n_faq, self.start_us, sc.days, CURVE_SUPPORT, 0.4)
         turn_weights = TURN_WEIGHTS[: max(1, sc.max_turns)]
         for h, n in enumerate(counts):
-            if n == 0:
-                continue
             hour0 = self.start_us + h * 3600 * US
             out: list[Trace] = []
-            n_faq = sum(1 for _ in range(n) if rng.random() < sc.duplicate_share) if self.faqs else 0
             plans = []
-            cluster = 0
-            left = n_faq
-            while left > 0:
-                size = min(left, rng.randint(2, 6))
-                faq = rng.randrange(len(self.faqs))
+            for c, size, faq in faq_hours.get(h, ()):
                 for _ in range(size):
-                    plans.append((hour0 + rng.randrange(3600 * US), faq, f"{h}:{cluster}"))
-                cluster += 1
-                left -= size
-            for t, faq, ckey in sorted(plans):
-                out.append(self._faq_request(t, faq, ckey))
-            left = n - n_faq
+                    plans.append((hour0 + rng.randrange(3600 * US), faq, c))
+            for t, faq, c in sorted(plans):
+                out.append(self._faq_request(t, faq, c))
+            left = n
             while left > 0:
                 turns = min(left, rng.choices(range(1, len(turn_weights) + 1), weights=turn_weights, k=1)[0])
                 out.extend(self._session(hour0 + rng.randrange(3600 * US), turns))
@@ -459,6 +471,15 @@ class SupportBot:
             retr = self.kb.retrieve(rng, self.sc.top_k, self.sc.useful_k)
             tr = self._request(t, tenant, sid, i, q, a, hist, retr, None)
             out.append(tr)
+            resubmits = 0
+            while not tr.meta["ok"] and resubmits < self.sc.user_resubmits and rng.random() < 0.8:
+                # the user got a 504 and asks the same question again: same session, same prompt
+                resubmits += 1
+                tr = self._request(tr.end + rng.randint(5, 40) * US, tenant, sid, i, q, a, hist, retr, None,
+                                   resubmit=resubmits)
+                out.append(tr)
+            if not tr.meta["ok"]:
+                break  # the user gives up
             hist = hist + [(q, a)]
             t = tr.end + rng.randint(20, 240) * US
         return out
@@ -475,7 +496,7 @@ class SupportBot:
         self.faq_last[faq] = t
         return tr
 
-    def _request(self, t0, tenant, sid, turn, q, a, hist, retr, faq) -> Trace:
+    def _request(self, t0, tenant, sid, turn, q, a, hist, retr, faq, resubmit=0) -> Trace:
         sc, rng, ids = self.sc, self.rng, self.ids
         tid = ids.trace()
         root_id = ids.span()
@@ -622,7 +643,8 @@ class SupportBot:
                      "http.response.status_code": 200 if final_ok else 504, "tenant.id": tenant, "session.id": sid},
                     SCOPE_HTTP, 0 if final_ok else 2)
         meta = {"tenant": tenant, "session": sid, "turn": turn, "history_tokens": history, "prefix_tokens": prefix,
-                "retrieval": retr, "faq": faq, "ok": final_ok, "captured": capture, "q": q, "a": a}
+                "retrieval": retr, "faq": faq, "ok": final_ok, "captured": capture, "q": q, "a": a,
+                "resubmit": resubmit}
         return Trace(tid, res, [root] + spans, meta)
 
 
@@ -664,13 +686,16 @@ class OpsAgent:
     def traces(self) -> Iterator[Trace]:
         sc, rng = self.sc, self.rng
         counts = hour_counts(rng, sc.agent_requests, self.start_us, sc.days, CURVE_OFFICE, 0.15)
+        loops = set(rng.sample(range(sc.agent_requests), int(round(sc.agent_requests * sc.loop_rate))))
+        i = 0
         for h, n in enumerate(counts):
             hour0 = self.start_us + h * 3600 * US
             for t in sorted(hour0 + rng.randrange(3600 * US) for _ in range(n)):
-                yield self._request(t)
+                yield self._request(t, i in loops)
                 self.last_start = t
+                i += 1
 
-    def _request(self, t0: int) -> Trace:
+    def _request(self, t0: int, loop: bool) -> Trace:
         sc, rng, ids = self.sc, self.rng, self.ids
         tid = ids.trace()
         tenant = weighted(rng, OPS_TENANTS)
@@ -679,7 +704,6 @@ class OpsAgent:
         r = sc.router_misroute_share
         pod_i = rng.choices((0, 1, 2), weights=((1 - r) / 2, (1 - r) / 2, r), k=1)[0]
         pod, res = self.pods[pod_i]
-        loop = rng.random() < sc.loop_rate
         common = {"session.id": sid, "user.id": user}
         root_id, agent_id = ids.span(), ids.span()
         spans: list[Span] = []
@@ -977,8 +1001,13 @@ def write_otlp_jsonl(traces: Iterable[Trace], fh, seed: int = 0) -> tuple[int, i
     return spans, lines
 
 
-def otlp_document(traces: Iterable[Trace]) -> bytes:
-    return _dumps(otlp_request((tr.resource, s) for tr in traces for s in tr.spans)) + b"\n"
+def otlp_document(traces: Iterable[Trace], indent: int | None = None) -> bytes:
+    """One ExportTraceServiceRequest holding every span (as an SDK exporter or an HTTP capture saves it);
+    indent pretty-prints it as a person saving it by hand would."""
+    doc = otlp_request((tr.resource, s) for tr in traces for s in tr.spans)
+    if indent is None:
+        return _dumps(doc) + b"\n"
+    return json.dumps(doc, indent=indent, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def _jaeger_tag(k, v) -> dict:
@@ -1090,7 +1119,7 @@ def render(traces: list[Trace], fmt: str, compress: bool = False) -> bytes:
         write_otlp_jsonl(traces, buf)
         data = buf.getvalue()
     elif fmt == "otlp-json":
-        data = otlp_document(traces)
+        data = otlp_document(traces, indent=2)
     elif fmt == "jaeger-json":
         data = jaeger_document(traces)
     elif fmt == "zipkin-json":
@@ -1242,6 +1271,8 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
         "failed_attempts": len(storm_failed),
         "resend_spans_in_window": sum(1 for _, s in storm_spans if s.meta["attempt"] > 0),
         "requests_failed_after_all_resends": sum(1 for tr in traces if tr.trace_id in storm_traces and not tr.meta["ok"]),
+        "user_resubmitted_requests_in_window": sum(1 for tr in traces if tr.trace_id in storm_traces and tr.meta["resubmit"]),
+        "user_resubmitted_requests_total": sum(1 for tr in traces if tr.meta["resubmit"]),
         "failed_attempt_input_tokens": failed_in,
         "failed_attempt_input_tokens_recorded": failed_in_rec,
         "failed_attempt_usd": _usd(failed_in * g4["input"] / 1e6),

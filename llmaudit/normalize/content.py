@@ -5,7 +5,6 @@ Content is read only to count and to hash; it is never copied into derived table
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import lru_cache
 
@@ -100,30 +99,26 @@ def _content_filter(alias: str) -> str:
 
 
 def fill_from_content(con) -> None:
-    """Estimate missing token counts and hash inputs of calls whose content was captured."""
+    """Count tokens with tiktoken for calls that captured content but reported no usage."""
     conv = _conv()["content"]
     rows = con.execute(
         f"""SELECT c.trace_id, c.span_id, c.input_tokens, c.output_tokens, s.attributes, s.events
             FROM llm_calls c JOIN spans s USING (trace_id, span_id)
-            WHERE {_content_filter('s')}"""
+            WHERE (c.input_tokens IS NULL OR c.output_tokens IS NULL) AND {_content_filter('s')}"""
     ).fetchall()
     if not rows:
         return
-    out = {k: [] for k in ("trace_id", "span_id", "input_tokens", "output_tokens", "estimated", "input_hash")}
+    out = {k: [] for k in ("trace_id", "span_id", "input_tokens", "output_tokens")}
     for trace_id, span_id, in_tok, out_tok, attrs_json, events_json in rows:
         attrs = orjson.loads(attrs_json) if attrs_json else {}
         events = orjson.loads(events_json) if events_json else None
-        inputs = extract(attrs, conv["input"], events, ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message"))
-        outputs = extract(attrs, conv["output"], events, ("gen_ai.choice",))
-        estimated = False
-        if in_tok is None and inputs:
-            in_tok = sum(count_tokens(t) for t in inputs)
-            estimated = True
-        if out_tok is None and outputs:
-            out_tok = sum(count_tokens(t) for t in outputs)
-            estimated = True
-        digest = hashlib.sha256("\x1f".join(inputs).encode("utf-8", "surrogatepass")).hexdigest()[:32] if inputs else None
-        for k, v in zip(out, (trace_id, span_id, in_tok, out_tok, estimated, digest)):
+        if in_tok is None:
+            inputs = extract(attrs, conv["input"], events, _INPUT_EVENTS)
+            in_tok = sum(count_tokens(t) for t in inputs) if inputs else None
+        if out_tok is None:
+            outputs = extract(attrs, conv["output"], events, _OUTPUT_EVENTS)
+            out_tok = sum(count_tokens(t) for t in outputs) if outputs else None
+        for k, v in zip(out, (trace_id, span_id, in_tok, out_tok)):
             out[k].append(v)
     upd = pa.table(  # noqa: F841 (read by DuckDB)
         {
@@ -131,15 +126,19 @@ def fill_from_content(con) -> None:
             "span_id": pa.array(out["span_id"], pa.string()),
             "input_tokens": pa.array(out["input_tokens"], pa.int64()),
             "output_tokens": pa.array(out["output_tokens"], pa.int64()),
-            "estimated": pa.array(out["estimated"], pa.bool_()),
-            "input_hash": pa.array(out["input_hash"], pa.string()),
         }
     )
     con.execute(
-        """UPDATE llm_calls SET input_tokens = u.input_tokens, output_tokens = u.output_tokens,
-                  tokens_estimated = u.estimated, input_hash = u.input_hash
+        """UPDATE llm_calls SET input_tokens = coalesce(llm_calls.input_tokens, u.input_tokens),
+                  output_tokens = coalesce(llm_calls.output_tokens, u.output_tokens),
+                  tokens_estimated = (llm_calls.input_tokens IS NULL AND u.input_tokens IS NOT NULL)
+                                  OR (llm_calls.output_tokens IS NULL AND u.output_tokens IS NOT NULL)
            FROM upd u WHERE u.trace_id = llm_calls.trace_id AND u.span_id = llm_calls.span_id"""
     )
+
+
+_INPUT_EVENTS = ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message")
+_OUTPUT_EVENTS = ("gen_ai.choice",)
 
 
 def fill_retrieval_tokens(con) -> None:

@@ -85,6 +85,27 @@ def _keys_of(clauses) -> list[str]:
     return [c["key"] for c in clauses]
 
 
+def _input_hash_sql(ex: _Extractor, keys: list[str]) -> str:
+    """sha256 of the captured input content (all input keys, indexed ones in index order), else NULL.
+
+    Computed in SQL so that hashing every captured prompt costs no trip through Python."""
+    parts = []
+    for key in keys:
+        if "{i}" not in key:
+            parts.append(ex.ref(key))
+            continue
+        head, tail = key.split("{i}")
+        pattern = sql_str("^" + re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
+        parts.append(
+            f"CASE WHEN contains(attributes, {sql_str(chr(34) + head)}) THEN array_to_string(list_transform("
+            f"list_sort(list_transform(list_filter(json_keys(attributes), lambda k: regexp_matches(k, {pattern})), "
+            f"lambda k: {{'i': CAST(regexp_extract(k, {pattern}, 1) AS INTEGER), 'k': k}})), "
+            f"lambda x: json_extract_string(attributes, '$.\"' || x.k || '\"')), chr(31)) END"
+        )
+    joined = f"concat_ws(chr(31), {', '.join(parts)})"
+    return f"CASE WHEN {joined} <> '' THEN left(sha256({joined}), 32) END"
+
+
 def llm_calls_sql() -> str:
     conv = conventions()
     ex = _Extractor()
@@ -101,18 +122,20 @@ def llm_calls_sql() -> str:
         else:
             kind_cases.append(f"WHEN regexp_matches(_names, {sql_str(rule['pattern'])}) THEN {sql_str(rule['kind'])}")
     col_sql = ",\n            ".join(f"{expr} AS {name}" for name, expr in columns.items())
+    input_hash = _input_hash_sql(ex, conv["content"]["input"])
     return f"""
     CREATE OR REPLACE TABLE llm_calls AS
     WITH cand AS MATERIALIZED (
         SELECT trace_id, span_id, parent_span_id, name, start_time, end_time, duration_ms,
-               status_code, status_message, service, {ex.select()}
+               status_code, status_message, service, attributes, {ex.select()}
         FROM spans
         WHERE {prefilter}
     ),
     mapped AS (
         SELECT trace_id, span_id, parent_span_id, name AS span_name, start_time, end_time, duration_ms,
                status_code, status_message, service,
-            {col_sql}
+            {col_sql},
+            {input_hash} AS input_hash
         FROM cand
         WHERE {is_llm} AND NOT {not_llm}
     ),
@@ -141,7 +164,7 @@ def llm_calls_sql() -> str:
         CAST(NULL AS VARCHAR) AS retry_evidence,
         server_address, conversation_id, agent_name, response_id,
         (lower(provider) IN ({hosted})) AS self_hosted,
-        CAST(NULL AS VARCHAR) AS input_hash,
+        input_hash,
         CAST(NULL AS VARCHAR) AS feature,
         CAST(NULL AS VARCHAR) AS tenant,
         -- Filled by pricing: unit prices (USD per 1M tokens) so rules can price the tokens they
@@ -152,7 +175,6 @@ def llm_calls_sql() -> str:
         CAST(NULL AS DOUBLE) AS cost_usd,
         CAST(NULL AS VARCHAR) AS price_source
     FROM named
-    ORDER BY start_time, trace_id, span_id
     """
 
 
@@ -191,13 +213,15 @@ def _first_non_null(n_keys: int, offset: int) -> str:
 def requests_sql(settings: Settings) -> str:
     keys = settings.feature_keys + settings.tenant_keys
     paths = ", ".join(sql_str(json_path(k)) for k in keys)
+    # Parsing JSON is the cost here: skip spans whose text holds none of the keys.
+    mentions = " OR ".join(f"contains(s.attributes, {sql_str(chr(34) + k + chr(34))})" for k in keys)
     feature = _first_non_null(len(settings.feature_keys), 0)
     tenant = _first_non_null(len(settings.tenant_keys), len(settings.feature_keys))
     return f"""
     CREATE OR REPLACE TABLE requests AS
     WITH linked AS MATERIALIZED (
         SELECT s.trace_id, s.span_id, s.name, s.service, s.start_time, s.end_time, s.status_code,
-               json_extract_string(s.attributes, [{paths}]) AS _a,
+               CASE WHEN {mentions} THEN json_extract_string(s.attributes, [{paths}]) END AS _a,
                json_extract_string(s.resource_attributes, [{paths}]) AS _r,
                (s.parent_span_id IS NULL OR p.span_id IS NULL) AS parentless
         FROM spans s LEFT JOIN (SELECT trace_id, span_id FROM spans) p
@@ -262,7 +286,6 @@ def requests_sql(settings: Settings) -> str:
            coalesce(c.cached_input_tokens, 0) AS cached_input_tokens,
            CAST(NULL AS DOUBLE) AS cost_usd
     FROM per_trace t LEFT JOIN calls c USING (trace_id) LEFT JOIN retr r USING (trace_id)
-    ORDER BY t.start_time, t.trace_id
     """
 
 
