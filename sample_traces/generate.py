@@ -20,9 +20,9 @@ Workloads (span builders) and writers (OTLP JSON lines, OTLP document, Jaeger JS
 are separate: a builder yields ``Trace`` objects; a writer turns any list of them into bytes.
 """
 
-from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
 import io
 import json
@@ -74,7 +74,7 @@ class Scenario:
     days: int = 7
 
     # support-bot (RAG, OpenTelemetry GenAI current names)
-    support_requests: int = 2400          # user requests (traces) over the window
+    support_requests: int = 2000          # user requests (traces) over the window
     top_k: int = 20                       # retrieval k; useful documents are useful_k of them
     useful_k: tuple[int, int] = (3, 4)    # documents scoring within 0.10 of the best (inclusive range)
     retry_storm: bool = True
@@ -89,6 +89,7 @@ class Scenario:
     max_turns: int = 6                    # conversation length cap; every turn resends the whole history
     content_share: float = 0.05           # main chat requests whose content is captured and usage missing
     support_max_tokens: int = 800
+    system_prompt_tokens: int = 912       # identical on every main call; OpenAI caches prefixes >= 1024 tokens
 
     # ops-agent (OpenInference, Anthropic)
     agent_requests: int = 600
@@ -116,10 +117,12 @@ class Scenario:
 
     @classmethod
     def clean(cls, **overrides) -> "Scenario":
-        """No planted problem: k=4, no storm or isolated retries, no FAQ repeats, single-turn chats,
-        no loops, router on haiku, max_tokens sized to the output."""
+        """No planted problem: k=4 (all four documents useful), a system prompt long enough for the provider's
+        prefix cache, no storm or isolated retries, no FAQ repeats, single-turn chats, no loops, router on
+        haiku, max_tokens sized to the output."""
         base = dict(
-            top_k=4, retry_storm=False, isolated_retry_rate=0.0, duplicate_share=0.0, max_turns=1,
+            top_k=4, useful_k=(4, 4), system_prompt_tokens=1100, retry_storm=False, isolated_retry_rate=0.0,
+            duplicate_share=0.0, max_turns=1,
             loop_rate=0.0, router_misroute_share=0.0, batch_max_tokens=512,
         )
         base.update(overrides)
@@ -314,7 +317,6 @@ REPLY_PRIMING = 3  # tokens the chat format adds to every request
 # ----------------------------------------------------------------------------------------------- support-bot
 SUPPORT_TENANTS = (("acme", 0.42), ("globex", 0.24), ("initech", 0.16), ("umbrella", 0.11), ("hooli", 0.07))
 TURN_WEIGHTS = (0.52, 0.20, 0.12, 0.08, 0.05, 0.03)   # sessions of 1..6 turns
-SUPPORT_SYSTEM_TOKENS = 912
 MODERATION_SYSTEM_TOKENS = 236
 OPENAI_CACHE_MIN = 1024       # OpenAI caches prompts of at least 1024 tokens, in steps of 128
 OPENAI_CACHE_STEP = 128
@@ -324,6 +326,12 @@ SCOPE_HTTP = ("opentelemetry.instrumentation.fastapi", "0.59b0")
 SCOPE_OPENAI = ("opentelemetry.instrumentation.openai_v2", "2.2b0")
 SCOPE_APP = ("support_api", "2.14.1")
 SCOPE_RAG = ("support_api.rag", "2.14.1")
+SCOPE_REDIS = ("opentelemetry.instrumentation.redis", "0.59b0")
+SCOPE_PG = ("opentelemetry.instrumentation.asyncpg", "0.59b0")
+REDIS_ATTRS = {"db.system.name": "redis", "db.operation.name": "GET",
+               "server.address": "redis-master.support.svc.cluster.local", "server.port": 6379}
+PG_ATTRS = {"db.system.name": "postgresql", "db.namespace": "support", "db.collection.name": "messages",
+            "server.address": "pg-support.internal", "server.port": 5432}
 
 
 def openai_cached(prefix_tokens: int) -> int:
@@ -406,12 +414,13 @@ class SupportBot:
                                  "k8s.namespace.name": "support", "k8s.pod.name": pod,
                                  "deployment.environment.name": "production"}) + SDK)
         self.faq_last: dict[int, int] = {}
+        self.main_times: list[int] = []  # recent main-call starts: the provider's prefix cache is shared
         self._system_text = None
 
     # -- content, made only for captured calls --------------------------------------------------
     def system_text(self) -> str:
         if self._system_text is None:
-            self._system_text = make_text(random.Random(f"{self.seed}:support:system"), SUPPORT_SYSTEM_TOKENS)
+            self._system_text = make_text(random.Random(f"{self.seed}:support:system"), self.sc.system_prompt_tokens)
         return self._system_text
 
     def q_text(self, key: str, n: int) -> str:
@@ -455,6 +464,16 @@ class SupportBot:
                 left -= turns
             out.sort(key=lambda tr: tr.start)
             yield from out
+
+    def _recent_main(self, t: int) -> bool:
+        """Was a main call sent in the TTL before t? Records t."""
+        times = self.main_times
+        i = bisect.bisect_left(times, t - CACHE_TTL_US)
+        warm = i < len(times) and times[i] < t
+        bisect.insort(times, t)
+        if len(times) > 4096:
+            del times[: bisect.bisect_left(times, t - 4 * 3600 * US)]
+        return warm
 
     def _session_id(self) -> str:
         return "sess_" + self.ids.hex(20)
@@ -520,8 +539,18 @@ class SupportBot:
                     "nom_out": out, "failed": False, "attempt": 0}
             return Span(tid, sid_, parent, f"chat {model}", CLIENT, start, start + d, attrs, SCOPE_OPENAI, meta=meta)
 
+        # plumbing: authenticate, load the session (redis), load the conversation (postgres)
+        t = t0 + rng.randint(300, 1_500)
+        auth = Span(tid, ids.span(), root_id, "authenticate", INTERNAL, t, t + rng.randint(800, 3_000), {}, SCOPE_APP)
+        t = auth.end + rng.randint(100, 600)
+        red = Span(tid, ids.span(), root_id, "GET", CLIENT, t, t + rng.randint(300, 1_500), REDIS_ATTRS, SCOPE_REDIS)
+        t = red.end + rng.randint(100, 600)
+        sel = Span(tid, ids.span(), root_id, "SELECT support.messages", CLIENT, t, t + rng.randint(1_500, 8_000),
+                   {**PG_ATTRS, "db.operation.name": "SELECT"}, SCOPE_PG)
+        spans += [auth, red, sel]
+
         # moderation of the user message
-        t = t0 + rng.randint(2_000, 8_000)
+        t = sel.end + rng.randint(1_000, 4_000)
         mp = Span(tid, ids.span(), root_id, "moderation.pre", INTERNAL, t, 0, {}, SCOPE_APP)
         mod_in = MODERATION_SYSTEM_TOKENS + MSG_OVERHEAD + q + MSG_OVERHEAD + REPLY_PRIMING
         c1 = chat(mp.span_id, t + rng.randint(300, 1_500), "gpt-4o-mini", "gpt-4o-mini-2024-07-18", mod_in, 1, 5, 0,
@@ -555,12 +584,18 @@ class SupportBot:
 
         # main answer, with re-sends on failure
         history = sum(hq + ha + 2 * MSG_OVERHEAD for hq, ha in hist)
-        prefix = SUPPORT_SYSTEM_TOKENS + MSG_OVERHEAD + history
+        sys_prefix = sc.system_prompt_tokens + MSG_OVERHEAD
+        prefix = sys_prefix + history
         main_in = prefix + retr["context_tokens"] + MSG_OVERHEAD + q + MSG_OVERHEAD + REPLY_PRIMING
-        if faq:
-            cached = openai_cached(main_in - 1) if faq["warm"] else 0
-        else:
-            cached = openai_cached(prefix) if turn > 0 else 0
+        t = ret.end + rng.randint(500, 3_000)
+        shared = 0  # longest prefix another call sent within the cache TTL
+        if faq and faq["warm"]:
+            shared = main_in - 1
+        elif turn > 0:
+            shared = prefix
+        if self._recent_main(t):
+            shared = max(shared, sys_prefix)
+        cached = openai_cached(shared)
         content_in = None
         if capture:
             msgs = [{"role": "system", "parts": [{"type": "text", "content": self.system_text()}]}]
@@ -571,7 +606,6 @@ class SupportBot:
             msgs.append({"role": "user", "parts": [{"type": "text", "content": ctx}]})
             msgs.append({"role": "user", "parts": [{"type": "text", "content": self.q_text(qkey, q)}]})
             content_in = json.dumps(msgs, separators=(",", ":"))
-        t = ret.end + rng.randint(500, 3_000)
         attempts = []
         final_ok = False
         for attempt in range(sc.max_resends + 1):
@@ -634,8 +668,11 @@ class SupportBot:
             c2 = chat(mo.span_id, t + rng.randint(300, 1_500), "gpt-4o-mini", "gpt-4o-mini-2024-07-18", mod_in, 1, 5, 0,
                       role="moderation")
             mo.end = c2.end + rng.randint(200, 1_200)
-            spans += [mo, c2]
-            t = mo.end
+            t = mo.end + rng.randint(200, 1_000)
+            ins = Span(tid, ids.span(), root_id, "INSERT support.messages", CLIENT, t, t + rng.randint(1_500, 6_000),
+                       {**PG_ATTRS, "db.operation.name": "INSERT"}, SCOPE_PG)
+            spans += [mo, c2, ins]
+            t = ins.end
         end = t + rng.randint(1_000, 5_000)
         root = Span(tid, root_id, None, f"POST {self.route}", SERVER, t0, end,
                     {"http.request.method": "POST", "http.route": self.route, "url.path": self.route,
@@ -820,7 +857,10 @@ class BatchSummarizer:
         for d in range(sc.days):
             w0 = self.start_us + d * 86400 * US + sc.batch_window_start_hour * 3600 * US
             usable = sc.batch_window_hours * 3600 * US - 12 * 60 * US  # leave ~10 min at the end of the window
-            n = max(0, sc.batch_docs_per_night + rng.randint(-20, 20))
+            jitter = int(round(sc.batch_docs_per_night * 0.07))
+            n = sc.batch_docs_per_night + rng.randint(-jitter, jitter)
+            if n <= 0:
+                continue
             tid = ids.trace()
             root_id = ids.span()
             t_start = w0 + rng.randint(1 * US, 4 * US)
@@ -1344,13 +1384,14 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
 
     # prompt bloat: resent history
     turns = [tr for tr in traces if tr.meta["turn"] > 0]
+    sys_prefix = sc.system_prompt_tokens + MSG_OVERHEAD
     hist_tokens = 0
     hist_cached = 0
     for tr, s in main:
         if tr.meta["turn"] > 0:
             hist_tokens += tr.meta["history_tokens"]
             c = s.meta.get("nom_cached", 0) if not s.meta["failed"] else 0
-            hist_cached += min(c, tr.meta["prefix_tokens"]) - min(c, SUPPORT_SYSTEM_TOKENS + MSG_OVERHEAD) if c else 0
+            hist_cached += min(c, tr.meta["prefix_tokens"]) - min(c, sys_prefix) if c else 0
     sess_len: dict[str, int] = {}
     for tr in traces:
         if not tr.meta["faq"]:
@@ -1361,7 +1402,7 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
         "mechanism": "prompt bloat (resent conversation history)", "planted": sc.max_turns > 1, "scope": scope,
         "definition": "every turn resends all previous questions and answers; history tokens counted per gpt-4o call "
                       "span of turns 2+; cached = the part of that history inside the reported cache_read prefix",
-        "sessions_by_turns": dist, "requests_turn_2_plus": len(turns),
+        "sessions_by_requests": dist, "requests_turn_2_plus": len(turns),
         "history_tokens": hist_tokens, "history_tokens_cached": hist_cached,
         "history_usd": _usd(((hist_tokens - hist_cached) * g4["input"] + hist_cached * g4["cached_input"]) / 1e6),
         "max_input_tokens": max((s.meta["nom_in"] for _, s in main), default=0),
@@ -1376,13 +1417,13 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
     first = [(tr, s) for tr, s in main if not s.meta["failed"] and (s.meta.get("nom_cached") or 0) == 0]
     prefix = {
         "mechanism": "prefix cache opportunity (system prompt below the provider's 1024-token minimum)",
-        "planted": True, "scope": scope,
+        "planted": sys_prefix < OPENAI_CACHE_MIN, "scope": scope,
         "definition": f"successful gpt-4o calls reporting no cached tokens; each repeats the identical "
-                      f"{SUPPORT_SYSTEM_TOKENS}-token system prompt (+{MSG_OVERHEAD} message tokens), which OpenAI "
-                      f"does not cache below {OPENAI_CACHE_MIN} prompt-prefix tokens",
-        "system_prompt_tokens": SUPPORT_SYSTEM_TOKENS, "calls_without_cache_hit": len(first),
-        "repeated_prefix_tokens": len(first) * (SUPPORT_SYSTEM_TOKENS + MSG_OVERHEAD),
-        "saving_usd_if_cached": _usd(len(first) * (SUPPORT_SYSTEM_TOKENS + MSG_OVERHEAD) * (g4["input"] - g4["cached_input"]) / 1e6),
+                      f"{sc.system_prompt_tokens}-token system prompt (+{MSG_OVERHEAD} message tokens); OpenAI "
+                      f"caches nothing below {OPENAI_CACHE_MIN} prompt-prefix tokens",
+        "system_prompt_tokens": sc.system_prompt_tokens, "calls_without_cache_hit": len(first),
+        "repeated_prefix_tokens": len(first) * sys_prefix,
+        "saving_usd_if_cached": _usd(len(first) * sys_prefix * (g4["input"] - g4["cached_input"]) / 1e6),
     }
 
     captured = [(tr, s) for tr, s in main if s.meta.get("captured")]
@@ -1579,25 +1620,27 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- bench
-def bench(spans_target: int, out: Path, seed: int = DEFAULT_SEED, bytes_per_span: int = 870,
-          content_share: float | None = None) -> dict:
+def bench_scenario(spans_target: int, top_k: int = 5, content_share: float = 0.0,
+                   spans_per_request: float = 12.0) -> Scenario:
+    """Support-bot traffic for the benchmark file: the sample's week, more requests, k=5 (so the
+    retrieval spans do not dominate the size), usage kept on captured calls."""
+    return Scenario(support_requests=max(1, int(round(spans_target / spans_per_request))), top_k=top_k,
+                    useful_k=(3, 4), content_share=content_share,
+                    outputs=(("support-bot", "bench.otlp.jsonl"),))
+
+
+def bench(spans_target: int, out: Path, seed: int = DEFAULT_SEED, bytes_per_span: int = 870, top_k: int = 5) -> dict:
     """Stream support-bot-like traffic as plain OTLP JSON lines: ~spans_target spans, ~bytes_per_span each.
 
-    Memory stays bounded (one hour of traffic at a time). Content capture (with usage kept) is switched on
-    for a share of main calls chosen so the file averages bytes_per_span."""
-    # Base size without content, and the size of one captured call, measured on the built-in traffic.
-    if content_share is None:
-        content_share = _bench_content_share(seed, bytes_per_span)
-    per_request = 8.02
-    sc = Scenario(support_requests=max(1, int(round(spans_target / per_request))), content_share=content_share)
-    bot = SupportBot(sc, seed)
-    bot_usage_kept = _keep_usage(bot)
+    Memory stays bounded (one hour of traffic at a time). The share of main calls whose content is captured
+    (usage kept) is calibrated on a small probe so that the file averages bytes_per_span."""
+    share, per_request = _bench_calibrate(seed, bytes_per_span, top_k)
+    sc = bench_scenario(spans_target, top_k, share, per_request)
     t0 = time.perf_counter()
-    written = 0
 
     def limited():
         n = 0
-        for tr in bot_usage_kept:
+        for tr in _keep_usage(SupportBot(sc, seed)):
             if n >= spans_target:
                 return
             n += len(tr.spans)
@@ -1608,11 +1651,12 @@ def bench(spans_target: int, out: Path, seed: int = DEFAULT_SEED, bytes_per_span
         written = fh.tell()
     secs = time.perf_counter() - t0
     return {"spans": spans, "lines": lines, "bytes": written, "seconds": round(secs, 2),
-            "bytes_per_span": round(written / max(1, spans), 1), "content_share": round(content_share, 5)}
+            "bytes_per_span": round(written / max(1, spans), 1), "content_share": round(share, 5),
+            "requests": sc.support_requests}
 
 
 def _keep_usage(bot: SupportBot) -> Iterator[Trace]:
-    """Bench traffic: captured calls keep their usage attributes (content is there only for size)."""
+    """Bench traffic: captured calls keep their usage attributes (the content is there for size)."""
     for tr in bot.traces():
         for s in tr.spans:
             m = s.meta
@@ -1625,17 +1669,22 @@ def _keep_usage(bot: SupportBot) -> Iterator[Trace]:
         yield tr
 
 
-def _bench_content_share(seed: int, bytes_per_span: int) -> float:
-    probe = Scenario(support_requests=1500, content_share=0.0, days=1)
-    plain = [tr for tr in SupportBot(probe, seed).traces()]
+def _size(traces: list[Trace]) -> int:
+    buf = io.BytesIO()
+    write_otlp_jsonl(traces, buf)
+    return len(buf.getvalue())
+
+
+def _bench_calibrate(seed: int, bytes_per_span: int, top_k: int) -> tuple[float, float]:
+    """(content share, spans per request) that make bench traffic average bytes_per_span."""
+    plain = list(_keep_usage(SupportBot(replace(bench_scenario(18_000, top_k, 0.0), days=1), seed)))
     spans = sum(len(tr.spans) for tr in plain)
-    base = len(otlp_document(plain)) / spans
-    probe_c = Scenario(support_requests=60, content_share=1.0, days=1)
-    rich = [tr for tr in SupportBot(probe_c, seed).traces()]
-    extra_per_request = (len(otlp_document(rich)) - base * sum(len(tr.spans) for tr in rich)) / len(rich)
-    per_request_spans = spans / len(plain)
-    share = (bytes_per_span - base) * per_request_spans / max(1.0, extra_per_request)
-    return max(0.0, min(1.0, share))
+    base = _size(plain) / spans
+    rich = list(_keep_usage(SupportBot(replace(bench_scenario(1_200, top_k, 1.0), days=1), seed)))
+    extra = (_size(rich) - base * sum(len(tr.spans) for tr in rich)) / len(rich)
+    per_request = spans / len(plain)
+    share = (bytes_per_span - base) * per_request / max(1.0, extra)
+    return max(0.0, min(1.0, share)), per_request
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -1651,9 +1700,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
     b.add_argument("--bytes-per-span", type=int, default=870)
+    b.add_argument("--top-k", type=int, default=5)
     args = ap.parse_args(argv)
     if args.cmd == "bench":
-        r = bench(args.spans, args.out, args.seed, args.bytes_per_span)
+        r = bench(args.spans, args.out, args.seed, args.bytes_per_span, args.top_k)
         print(f"spans={r['spans']} bytes={r['bytes']} seconds={r['seconds']} "
               f"(lines={r['lines']}, {r['bytes_per_span']} B/span, content share {r['content_share']})")
         return 0
