@@ -141,25 +141,50 @@ _INPUT_EVENTS = ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assista
 _OUTPUT_EVENTS = ("gen_ai.choice",)
 
 
+def _doc_tokens(attrs: dict, spec: dict, metadata_fields: list[str]) -> int | None:
+    """Tokens of a retrieval's documents: captured content counted, else metadata token counts."""
+    prefix = re.escape(spec["prefix"])
+    content = re.compile("^" + prefix + r"(\d+)" + re.escape(spec["content"]) + "$")
+    metadata = re.compile("^" + prefix + r"(\d+)" + re.escape(spec["metadata"]) + "$")
+    per_doc: dict[int, int] = {}
+    for key, value in attrs.items():
+        if m := content.match(key):
+            per_doc[int(m.group(1))] = count_tokens(value)
+    for key, value in attrs.items():
+        m = metadata.match(key)
+        if not m or int(m.group(1)) in per_doc:
+            continue
+        try:
+            meta = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(meta, dict):
+            n = next((meta[f] for f in metadata_fields if isinstance(meta.get(f), (int, float))), None)
+            if n is not None:
+                per_doc[int(m.group(1))] = int(n)
+    return sum(per_doc.values()) if per_doc else None
+
+
 def fill_retrieval_tokens(con) -> None:
-    """Tokens of retrieved document content, where the retriever captured it."""
-    docs = _conv()["retrievals"]["documents"]
+    """Tokens of retrieved documents, where the retriever captured their content or token counts."""
+    conv = _conv()["retrievals"]
+    docs, fields = conv["documents"], conv["metadata_token_fields"]
     rows = con.execute(
         """SELECT r.trace_id, r.span_id, r.kind, s.attributes FROM retrievals r JOIN spans s USING (trace_id, span_id)
-           WHERE s.attributes LIKE '%.document.content%'"""
+           WHERE contains(s.attributes, '.document.content') OR contains(s.attributes, '.document.metadata')"""
     ).fetchall()
     if not rows:
         return
     ids, spans, tokens = [], [], []
     for trace_id, span_id, kind, attrs_json in rows:
-        attrs = orjson.loads(attrs_json)
         spec = docs["reranker_in"] if kind == "reranker" else docs["retriever"]
-        pattern = re.compile("^" + re.escape(spec["prefix"]) + r"\d+" + re.escape(spec["content"]) + "$")
-        total = sum(count_tokens(v) for k, v in attrs.items() if pattern.match(k))
-        ids.append(trace_id)
-        spans.append(span_id)
-        tokens.append(total)
-    upd = pa.table({"trace_id": ids, "span_id": spans, "tokens": pa.array(tokens, pa.int64())})  # noqa: F841
+        total = _doc_tokens(orjson.loads(attrs_json), spec, fields)
+        if total is not None:
+            ids.append(trace_id)
+            spans.append(span_id)
+            tokens.append(total)
+    upd = pa.table({"trace_id": pa.array(ids, pa.string()), "span_id": pa.array(spans, pa.string()),  # noqa: F841
+                    "tokens": pa.array(tokens, pa.int64())})
     con.execute(
         """UPDATE retrievals SET context_tokens = u.tokens FROM upd u
            WHERE u.trace_id = retrievals.trace_id AND u.span_id = retrievals.span_id"""

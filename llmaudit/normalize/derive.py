@@ -146,7 +146,7 @@ def llm_calls_sql() -> str:
     SELECT
         trace_id, span_id, parent_span_id, span_name, start_time, end_time, duration_ms, service,
         lower(provider) AS provider,
-        coalesce(response_model, request_model) AS model,
+        coalesce(request_model, response_model) AS model,  -- what the caller chose: stable across model snapshots
         request_model, response_model,
         CASE operation WHEN 'LLM' THEN 'chat' WHEN 'EMBEDDING' THEN 'embeddings' WHEN 'embedding' THEN 'embeddings'
                        WHEN 'completion' THEN 'text_completion' ELSE operation END AS operation,
