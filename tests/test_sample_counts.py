@@ -1,0 +1,100 @@
+"""The ingest summary's counts equal counts made independently on the same files.
+
+Two independent sources of truth: the generator's own bookkeeping (sample_traces/expected.json), and
+a plain stdlib-json walk of the files written here, sharing no code with the readers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import defaultdict
+
+import pytest
+
+from conftest import REPO
+from llmaudit.summary import summarize
+
+SAMPLE = REPO / "sample_traces"
+EXPECTED = json.loads((SAMPLE / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory):
+    from llmaudit.config import Settings
+    from llmaudit.ingest.pipeline import Ingestor
+    from llmaudit.ingest.sources import expand_paths
+    from llmaudit.normalize.derive import derive
+    from llmaudit.store import Store
+
+    store = Store(tmp_path_factory.mktemp("sample") / "s.duckdb")
+    report = Ingestor(store, workers=2).run(expand_paths([str(SAMPLE)]))
+    derive(store, Settings())
+    yield store, report
+    store.close()
+
+
+def test_every_file_read_without_rejects(sample_store):
+    store, report = sample_store
+    ingested = {r.path.rsplit("/", 1)[-1]: r for r in report.files if r.status == "ingested"}
+    assert set(ingested) == set(EXPECTED["files"])
+    for name, truth in EXPECTED["files"].items():
+        assert (ingested[name].records, ingested[name].stored, ingested[name].rejects) == (truth["spans"], truth["spans"], 0), name
+    skipped = {r.path.rsplit("/", 1)[-1] for r in report.files if r.status == "skipped"}
+    assert skipped == {"expected.json"}
+
+
+def test_summary_counts_equal_the_generators_bookkeeping(sample_store):
+    store, _ = sample_store
+    s = summarize(store)
+    assert s.spans == EXPECTED["totals"]["spans"]
+    assert s.llm_calls == EXPECTED["totals"]["llm_calls"]
+    assert s.rejects == 0
+    ours = {m.model: m for m in s.models}
+    truth = defaultdict(lambda: defaultdict(int))
+    for f in EXPECTED["files"].values():
+        for model, t in f["by_model"].items():
+            for k, v in t.items():
+                if isinstance(v, (int, float)):
+                    truth[model][k] += v
+    assert set(ours) == set(truth)
+    for model, t in truth.items():
+        m = ours[model]
+        assert m.calls == t["calls"], model
+        assert m.estimated_calls == t["calls_without_usage"], model
+        assert m.cached_input_tokens == t["cached_input_tokens"], model
+        # Recorded usage is exact; calls without usage are counted with tiktoken from their content.
+        recorded_in = store.scalar("SELECT sum(input_tokens) FROM llm_calls WHERE model = ? AND NOT tokens_estimated", [model])
+        recorded_out = store.scalar("SELECT sum(output_tokens) FROM llm_calls WHERE model = ? AND NOT tokens_estimated", [model])
+        assert (recorded_in or 0, recorded_out or 0) == (t["input_tokens"], t["output_tokens"]), model
+        est_in = store.scalar("SELECT sum(input_tokens) FROM llm_calls WHERE model = ? AND tokens_estimated", [model]) or 0
+        assert est_in == pytest.approx(t["nominal_input_tokens_without_usage"], rel=0.01), model
+
+
+def _otlp_spans(path):
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            for rs in json.loads(line)["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    yield from ss["spans"]
+
+
+def test_counts_equal_a_plain_json_walk_of_the_otlp_file(sample_store):
+    store, _ = sample_store
+    spans = list(_otlp_spans(SAMPLE / "support-bot.otlp.jsonl.gz"))
+    calls = defaultdict(int)
+    tokens_in = defaultdict(int)
+    for sp in spans:
+        attrs = {a["key"]: next(iter(a["value"].values())) for a in sp.get("attributes", [])}
+        if attrs.get("gen_ai.operation.name") in ("chat", "embeddings"):
+            model = attrs["gen_ai.request.model"]
+            calls[model] += 1
+            tokens_in[model] += int(attrs.get("gen_ai.usage.input_tokens", 0))
+    file_id = store.scalar("SELECT file_id FROM ingest_log WHERE path LIKE '%support-bot.otlp.jsonl.gz'")
+    assert store.scalar("SELECT count(*) FROM spans WHERE file_id = ?", [file_id]) == len(spans)
+    rows = store.execute(
+        """SELECT c.model, count(*), sum(c.input_tokens) FILTER (WHERE NOT c.tokens_estimated)
+           FROM llm_calls c JOIN spans s USING (trace_id, span_id) WHERE s.file_id = ? GROUP BY 1""",
+        [file_id],
+    ).fetchall()
+    assert {m: (n, t) for m, n, t in rows} == {m: (calls[m], tokens_in[m]) for m in calls}
