@@ -111,7 +111,7 @@ def test_analyze_runs_from_any_directory_with_bundled_rules(tmp_path):
     res = run("analyze", src, "--format", "json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert [x["rule_id"] for x in doc["findings"]] == ["LLMA003"]
+    assert "LLMA003" in [x["rule_id"] for x in doc["findings"]]
     assert run("analyze", src, "--fail-on", "medium", "-q", cwd=tmp_path).returncode == 1
     assert run("analyze", src, "--fail-on", "high", "-q", cwd=tmp_path).returncode == 0
 

@@ -201,28 +201,25 @@ WHERE input_tokens IS NULL AND coalesce(resend_count, 0) > 0;
 """
 
 
-def _first_non_null(n_keys: int, offset: int) -> str:
-    """Per trace: the first key (priority order) with a value on the root span, then on the root's
-    resource, then on any span of the trace (the earliest). _a/_r hold the keys' values per span."""
-    root = [f"any_value(_a[{offset + i}]) FILTER (WHERE is_root)" for i in range(1, n_keys + 1)]
-    res = [f"any_value(_r[{offset + i}]) FILTER (WHERE is_root)" for i in range(1, n_keys + 1)]
-    anywhere = [f"arg_min(_a[{offset + i}], start_time) FILTER (WHERE _a[{offset + i}] IS NOT NULL)" for i in range(1, n_keys + 1)]
-    return "coalesce(" + ", ".join(root + res + anywhere) + ")"
+def _pick(n_keys: int, offset: int, column: str) -> str:
+    """The first of n keys (priority order) that has a value, from a list of extracted values."""
+    values = [f"{column}[{offset + i}]" for i in range(1, n_keys + 1)]
+    return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
 
 
 def requests_sql(settings: Settings) -> str:
+    """One row per trace. Feature and tenant: the root span's attributes first, then its resource,
+    then the earliest span of the trace that has one of the keys (keys in configured priority)."""
     keys = settings.feature_keys + settings.tenant_keys
     paths = ", ".join(sql_str(json_path(k)) for k in keys)
+    n_f, n_t = len(settings.feature_keys), len(settings.tenant_keys)
     # Parsing JSON is the cost here: skip spans whose text holds none of the keys.
     mentions = " OR ".join(f"contains(s.attributes, {sql_str(chr(34) + k + chr(34))})" for k in keys)
-    feature = _first_non_null(len(settings.feature_keys), 0)
-    tenant = _first_non_null(len(settings.tenant_keys), len(settings.feature_keys))
     return f"""
     CREATE OR REPLACE TABLE requests AS
     WITH linked AS MATERIALIZED (
-        SELECT s.trace_id, s.span_id, s.name, s.service, s.start_time, s.end_time, s.status_code,
+        SELECT s.trace_id, s.span_id, s.name, s.service, s.start_time, s.end_time, s.status_code, s.resource_attributes,
                CASE WHEN {mentions} THEN json_extract_string(s.attributes, [{paths}]) END AS _a,
-               json_extract_string(s.resource_attributes, [{paths}]) AS _r,
                (s.parent_span_id IS NULL OR p.span_id IS NULL) AS parentless
         FROM spans s LEFT JOIN (SELECT trace_id, span_id FROM spans) p
           ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
@@ -234,21 +231,35 @@ def requests_sql(settings: Settings) -> str:
         FROM linked GROUP BY trace_id
     ),
     marked AS (
-        SELECT l.*, (l.span_id = r.root_span_id) AS is_root FROM linked l JOIN roots r USING (trace_id)
+        SELECT l.*, (l.span_id = r.root_span_id) AS is_root,
+               {_pick(n_f, 0, 'l._a')} AS _feature, {_pick(n_t, n_f, 'l._a')} AS _tenant
+        FROM linked l JOIN roots r USING (trace_id)
     ),
     per_trace AS (
         SELECT trace_id,
                any_value(span_id) FILTER (WHERE is_root) AS root_span_id,
                any_value(name) FILTER (WHERE is_root) AS root_name,
                any_value(service) FILTER (WHERE is_root) AS service,
+               any_value(resource_attributes) FILTER (WHERE is_root) AS _root_resource,
                min(start_time) AS start_time,
                max(end_time) AS end_time,
                count(*) AS spans,
                count(*) FILTER (WHERE parentless AND NOT is_root) AS orphan_spans,
                count(*) FILTER (WHERE status_code = 'error') AS error_spans,
-               {feature} AS feature,
-               {tenant} AS tenant
+               any_value(_feature) FILTER (WHERE is_root) AS _root_feature,
+               any_value(_tenant) FILTER (WHERE is_root) AS _root_tenant,
+               arg_min(_feature, start_time) FILTER (WHERE _feature IS NOT NULL) AS _any_feature,
+               arg_min(_tenant, start_time) FILTER (WHERE _tenant IS NOT NULL) AS _any_tenant
         FROM marked GROUP BY trace_id
+    ),
+    resolved AS (
+        SELECT *, json_extract_string(_root_resource, [{paths}]) AS _r FROM per_trace
+    ),
+    keyed AS (
+        SELECT *,
+               coalesce(_root_feature, {_pick(n_f, 0, '_r')}, _any_feature) AS feature,
+               coalesce(_root_tenant, {_pick(n_t, n_f, '_r')}, _any_tenant) AS tenant
+        FROM resolved
     ),
     calls AS (
         SELECT trace_id,
@@ -285,7 +296,7 @@ def requests_sql(settings: Settings) -> str:
            coalesce(c.output_tokens, 0) AS output_tokens,
            coalesce(c.cached_input_tokens, 0) AS cached_input_tokens,
            CAST(NULL AS DOUBLE) AS cost_usd
-    FROM per_trace t LEFT JOIN calls c USING (trace_id) LEFT JOIN retr r USING (trace_id)
+    FROM keyed t LEFT JOIN calls c USING (trace_id) LEFT JOIN retr r USING (trace_id)
     """
 
 

@@ -112,6 +112,8 @@ def _key(text: str) -> str:
 
 
 def _value(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         return f"{value:.6g}" if "e" not in f"{value:.6g}" else repr(value)
     if isinstance(value, dict):

@@ -31,8 +31,15 @@ class Store:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="llmaudit-")
             path = Path(self._tmpdir.name) / "store.duckdb"
         self.path = Path(path)
+        config = {
+            # Bounded memory: DuckDB spills to disk beyond this instead of growing with the input.
+            "memory_limit": os.environ.get("LLMAUDIT_MEMORY_LIMIT", "512MB"),
+            # Row order inside tables carries no meaning here (every reader sorts), and keeping it
+            # costs memory on large inserts.
+            "preserve_insertion_order": False,
+        }
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         if not read_only:

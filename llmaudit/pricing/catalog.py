@@ -1,0 +1,297 @@
+"""The price catalog: token prices per model and GPU-hour prices per accelerator.
+
+A bundled, dated catalog (prices.yaml, next to this file) plus an optional user file of the same shape
+that overrides or extends it. `resolve()` maps the many spellings of a model name found in telemetry
+and bills (date suffixes, provider prefixes, Bedrock inference-profile ids, `models/...`, case) to one
+entry, and returns None for a model it does not know: an unknown price is never $0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PRICES_FILE = Path(__file__).with_name("prices.yaml")
+
+
+class PriceError(Exception):
+    """A price file that cannot be used; the message names the file and the entry."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LongContext(_Strict):
+    above_input_tokens: int = Field(description="a call whose input exceeds this is priced at this tier")
+    input: float | None = None
+    cached_input: float | None = None
+    cache_write: float | None = None
+    output: float | None = None
+
+
+class ModelPrice(_Strict):
+    """USD per 1M tokens. None means unknown (a cached price falls back to the input price)."""
+
+    input: float | None = Field(None, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    output: float | None = Field(None, ge=0)
+    mode: str | None = None
+    aliases: list[str] = Field(default_factory=list, description="other names of this model (yours, a gateway's)")
+    long_context: LongContext | None = None
+    deprecated: date | None = None
+    note: str | None = None
+
+
+class Provider(_Strict):
+    aliases: list[str] = Field(default_factory=list, description="provider names seen in telemetry")
+    bills_as: str | None = Field(None, description="the provider code its bills carry (billing.provider)")
+
+
+class GpuPrice(_Strict):
+    usd_per_hour: float = Field(gt=0)
+    basis: str | None = None
+    match: list[str] = Field(default_factory=list, description="regexes matched against the GPU's model name")
+
+
+class GpuHour(_Strict):
+    as_of: date | None = None
+    source: str | None = None
+    prices: dict[str, GpuPrice] = Field(default_factory=dict)
+
+
+class CatalogFile(_Strict):
+    """The shape of prices.yaml and of a user's override file (every part optional in the latter)."""
+
+    as_of: date | None = None
+    source: str | None = None
+    how_to_refresh: str | None = None
+    currency: str = "USD"
+    unit: str = "USD per 1M tokens"
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    gpu_hour: GpuHour = Field(default_factory=GpuHour)
+    models: dict[str, dict[str, ModelPrice]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PriceEntry:
+    provider: str
+    model: str
+    price: ModelPrice
+    origin: str  # "catalog 2026-11-22" for bundled prices, the override file's name otherwise
+
+    @property
+    def source(self) -> str:
+        """What llm_calls.price_source records: where the price came from."""
+        return f"{self.origin}: {self.provider}/{self.model}"
+
+
+@dataclass(frozen=True)
+class GpuEntry:
+    name: str
+    price: GpuPrice
+    origin: str
+
+
+# How a name is successively reduced to find its catalog entry; every step's result is tried in turn.
+# Order matters: a path prefix hides everything else, and a date comes off before a short version.
+NAME_STEPS: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"^.*/"), ""),                                   # openai/gpt-4o, models/gemini-2.5-pro, ARNs
+    (re.compile(r"^(ft:[^:]+):.*$"), r"\1"),                     # ft:gpt-4o-mini-2024-07-18:org::id
+    (re.compile(r"^ft:"), ""),
+    (re.compile(r"^(us|eu|apac|ap|jp|au|ca|global|us-gov)\."), ""),  # Bedrock cross-region profiles
+    (re.compile(r"^(anthropic|amazon|meta|mistral|cohere|ai21|deepseek|qwen|openai|writer|twelvelabs)\."), ""),
+    (re.compile(r"(-v\d+(:\d+)?|:\d+)$"), ""),                   # Bedrock version: -v1:0, -v2
+    (re.compile(r"@.*$"), ""),                                   # Vertex: claude-3-5-haiku@20241022
+    (re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$"), ""),            # -2024-08-06, -20250929
+    (re.compile(r"-(\d{3,4})$"), ""),                            # -0613, -002, -2411
+    (re.compile(r"-latest$"), ""),
+]
+_DOTTED_NUMBER = re.compile(r"(?<=\d)\.(?=\d)")
+
+
+def canon(name: str) -> str:
+    """Case and the claude-3.5 / claude-3-5 spelling do not distinguish models."""
+    return _DOTTED_NUMBER.sub("-", name.strip().lower())
+
+
+def name_variants(name: str) -> list[str]:
+    """The name, then each reduction of it, without repeats (in canonical form)."""
+    current = name.strip().lower()
+    out = [canon(current)]
+    for pattern, repl in NAME_STEPS:
+        current = pattern.sub(repl, current)
+        key = canon(current)
+        if key and key not in out:
+            out.append(key)
+    base = out[-1]
+    if not base.endswith("-latest"):
+        out.append(base + "-latest")  # "mistral-large" is listed as mistral-large-latest
+    return out
+
+
+def base_model(name: str | None) -> str | None:
+    """The model without provider prefix, region, version or date: the key bills and traces share."""
+    if name is None or not str(name).strip():
+        return None
+    return name_variants(str(name))[-2]
+
+
+def _origin(catalog: CatalogFile, path: Path | None) -> str:
+    return f"catalog {catalog.as_of}" if path is None else path.name
+
+
+class Catalog:
+    """Prices from the bundled file, overridden and extended by an optional user file."""
+
+    def __init__(self, bundled: CatalogFile, override: CatalogFile | None = None, override_path: Path | None = None):
+        self.as_of = bundled.as_of
+        self.source = bundled.source
+        self.how_to_refresh = bundled.how_to_refresh
+        self.currency = bundled.currency
+        self.gpu_as_of = bundled.gpu_hour.as_of
+        self.gpu_source = bundled.gpu_hour.source
+        self.override_path = override_path
+        providers = dict(bundled.providers)
+        entries: dict[tuple[str, str], PriceEntry] = {}
+        gpus: dict[str, GpuEntry] = {}
+        layers = [(bundled, None)] + ([(override, override_path)] if override is not None else [])
+        for layer, path in layers:
+            origin = _origin(bundled if path is None else layer, path)
+            for name, provider in layer.providers.items():
+                old = providers.get(name)
+                providers[name] = provider if old is None else Provider(
+                    aliases=list(dict.fromkeys(old.aliases + provider.aliases)),
+                    bills_as=provider.bills_as or old.bills_as)
+            for provider, models in layer.models.items():
+                for model, price in models.items():
+                    old = entries.get((provider, model))
+                    if old is not None:  # an override changes only the fields it gives
+                        price = old.price.model_copy(update=price.model_dump(exclude_unset=True))
+                    entries[(provider, model)] = PriceEntry(provider, model, price, origin)
+            for name, gpu in layer.gpu_hour.prices.items():
+                old = gpus.get(name)
+                if old is not None:
+                    gpu = old.price.model_copy(update=gpu.model_dump(exclude_unset=True))
+                gpus[name] = GpuEntry(name, gpu, origin)
+        self.providers = providers
+        self._rank = {name: i for i, name in enumerate(providers)}
+        self._family = {canon(a): name for name, p in providers.items() for a in [name, *p.aliases]}
+        self._entries = entries
+        self._gpus = gpus
+        self._gpu_patterns = [(re.compile(p, re.I), e) for e in gpus.values() for p in e.price.match]
+        self._index: dict[str, list[tuple[bool, PriceEntry]]] = {}
+        for entry in sorted(entries.values(), key=lambda e: (self._rank.get(e.provider, len(providers)), e.model)):
+            exact = {canon(entry.model), *(canon(a) for a in entry.price.aliases)}
+            keys = list(exact) + [k for k in name_variants(entry.model) if k not in exact and not k.endswith("-latest")]
+            for key in keys:
+                self._index.setdefault(key, []).append((key in exact, entry))
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, override: str | Path | None = None) -> "Catalog":
+        bundled = _bundled()
+        if override is None:
+            return cls(bundled)
+        path = Path(override)
+        return cls(bundled, read_catalog_file(path), path)
+
+    # ------------------------------------------------------------------ models
+
+    def entries(self, provider: str | None = None) -> list[PriceEntry]:
+        family = self.family(provider) if provider else None
+        if provider and family is None:
+            family = provider
+        rows = [e for e in self._entries.values() if family is None or e.provider == family]
+        return sorted(rows, key=lambda e: (self._rank.get(e.provider, len(self._rank)), e.provider, e.model))
+
+    def family(self, provider: str | None) -> str | None:
+        """The catalog provider for a telemetry provider name (aws.bedrock -> bedrock), or None."""
+        if not provider:
+            return None
+        return self._family.get(canon(provider))
+
+    def bills_as(self, provider: str | None) -> str | None:
+        """The billing.provider code that bills calls of this telemetry provider (aws.bedrock -> aws)."""
+        family = self.family(provider)
+        if family is None:
+            return canon(provider) if provider else None
+        return self.providers[family].bills_as or family
+
+    def resolve(self, model: str | None, provider: str | None = None) -> PriceEntry | None:
+        """The entry for a model name as telemetry or a bill writes it; None when unknown."""
+        if model is None or not str(model).strip():
+            return None
+        family = self.family(provider)
+        if family is None and "/" in model:  # "anthropic/claude-sonnet-4.5" names its provider
+            family = self.family(model.split("/", 1)[0])
+        for key in name_variants(str(model)):
+            found = self._index.get(key)
+            if found:
+                return min(found, key=lambda c: (c[1].provider != family, not c[0],
+                                                 self._rank.get(c[1].provider, len(self._rank)),
+                                                 len(c[1].model), c[1].model))[1]
+        return None
+
+    # ------------------------------------------------------------------ GPUs
+
+    def gpus(self) -> list[GpuEntry]:
+        return list(self._gpus.values())
+
+    def gpu(self, name: str | None) -> GpuEntry | None:
+        """A GPU price by catalog name ("H100") or by the device's model name ("NVIDIA H100 80GB HBM3")."""
+        if not name:
+            return None
+        for key, entry in self._gpus.items():
+            if key.lower() == name.strip().lower():
+                return entry
+        for pattern, entry in self._gpu_patterns:
+            if pattern.search(name):
+                return entry
+        return None
+
+
+def read_catalog_file(path: Path) -> CatalogFile:
+    """A user's price file (YAML or JSON, the shape of prices.yaml), validated."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PriceError(f"{path}: cannot read price file: {exc}") from exc
+    try:
+        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise PriceError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise PriceError(f"{path}: {where}not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise PriceError(f"{path}: a price file is a mapping with models: and/or gpu_hour:")
+    try:
+        return CatalogFile.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PriceError(f"{path}: {where}: {first['msg']}") from exc
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> CatalogFile:
+    return read_catalog_file(PRICES_FILE)
+
+
+def load_catalog(prices: str | Path | None = None, settings=None) -> Catalog:
+    """The catalog for a run: an explicit --prices file, else the config's `prices`, else the bundled one."""
+    chosen = prices if prices is not None else getattr(settings, "prices", None)
+    return Catalog.load(chosen)

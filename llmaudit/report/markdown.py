@@ -1,0 +1,321 @@
+"""Markdown for CI: a pull-request comment or a GitHub Actions job summary.
+
+Order: headline numbers, what changed since the baseline, the top findings, then every finding's
+details folded in <details>. GitHub rejects comments over 65,536 characters, so the whole text is
+built against a budget (MAX_CHARS) and whatever does not fit is left out with a note that says how
+much; the headline and the baseline deltas always fit because tables are capped in rows and every
+telemetry string is capped in length.
+
+Telemetry strings (feature, tenant, model names, evidence) are attacker-controlled as far as a report
+is concerned: `md()` escapes them so a `|` cannot split a table cell, `<script>` or `<img onerror>`
+cannot become HTML, backticks/asterisks cannot start formatting, and `@name` cannot ping anyone.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Iterable
+
+from llmaudit.findings.model import Finding
+from llmaudit.report.baseline import Comparison, Delta, FindingChange, comparison_of
+from llmaudit.report.document import AuditDocument
+from llmaudit.report.redact import scrub_content
+
+MAX_CHARS = 65_000
+CELL = 80          # characters of one telemetry string in a table cell
+DETAIL_VALUE = 200 # characters of one evidence value in the details
+TOP_FINDINGS = 25
+DELTA_ROWS = 25
+FEATURE_ROWS = 15
+_NOTE_RESERVE = 400  # room kept for the closing "left out" note
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|~#!+\-.()$^=])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def md(value, limit: int = CELL) -> str:
+    """Telemetry text as inert inline Markdown: one line, capped, HTML-escaped, Markdown-escaped."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub(" ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    # HTML first (so our own backslashes are not touched), then Markdown punctuation.
+    text = html.escape(text, quote=True)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    # A zero-width space stops GitHub from turning telemetry into @mentions and autolinks.
+    text = text.replace("@", "@\u200b").replace(":/", ":\u200b/").replace("www\\.", "www\u200b\\.")
+    return text or " "
+
+
+def usd(value: float | None, unpriced: str = "unpriced") -> str:
+    if value is None:
+        return unpriced
+    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:,.4f}"
+
+
+def signed_usd(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if round(value, 2) == 0:
+        return "±$0.00"
+    return ("+" if value > 0 else "−") + f"${abs(value):,.2f}"
+
+
+def signed_int(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    v = int(round(value))
+    return "±0" if v == 0 else ("+" if v > 0 else "−") + f"{abs(v):,}"
+
+
+def num(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+    return md(value, DETAIL_VALUE)
+
+
+def scope_text(scope) -> str:
+    parts = [scope.service, scope.feature, scope.model, f"tenant {scope.tenant}" if scope.tenant else None]
+    return " · ".join(str(p) for p in parts if p) or "all traffic"
+
+
+def table(headers: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
+    align = align or ["l"] * len(headers)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+class _Budget:
+    """Append blocks while they fit; remember what was left out."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+
+    def fits(self, text: str, reserve: int = _NOTE_RESERVE) -> bool:
+        return self.size + len(text) + reserve <= self.limit
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _capped_table(budget: _Budget, headers, rows: list[list[str]], align, max_rows: int, what: str) -> int:
+    """Add as many rows as fit (at most max_rows); returns how many were shown."""
+    shown = rows[:max_rows]
+    while shown and not budget.fits(table(headers, shown, align)):
+        shown = shown[: len(shown) // 2] if len(shown) > 8 else shown[:-1]
+    if shown:
+        budget.add(table(headers, shown, align))
+    left = len(rows) - len(shown)
+    if left:
+        budget.add(f"\n_{left:,} more {what} not shown here; see the JSON or HTML report._\n")
+    return len(shown)
+
+
+def _severity(s: str) -> str:
+    return f"**{s}**" if s in ("high", "critical") else s
+
+
+def _waste_cell(f: Finding) -> str:
+    if f.waste.usd_per_month is not None:
+        return f"{usd(f.waste.usd_per_month)}/mo"
+    if f.waste.usd is not None:
+        return usd(f.waste.usd)
+    if f.waste.tokens is not None:
+        return f"{f.waste.tokens:,} tokens"
+    return "n/a"
+
+
+def _measured_cell(f: Finding) -> str:
+    m = f.measured
+    if m is None or m.usd_per_month is None:
+        return "not replayed"
+    spread = f" ± {usd(m.usd_per_month_spread)}" if m.usd_per_month_spread is not None else ""
+    return f"{usd(m.usd_per_month)}/mo{spread} ({m.runs} runs)"
+
+
+def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
+    t = doc.totals
+    spend = usd(t.spend_usd)
+    lines = [f"## llmaudit: {spend} spend, {usd(t.estimated_waste_usd_per_month)}/month estimated waste\n\n"]
+    if doc.window.start is not None:
+        lines.append(
+            f"Window {doc.window.start:%Y-%m-%d %H:%M} → {doc.window.end:%Y-%m-%d %H:%M} UTC "
+            f"({doc.window.days or 0:.1f} days), {len(doc.inputs):,} input files, llmaudit {md(doc.tool.get('version'))}.\n\n"
+        )
+    else:
+        lines.append("No spans in the input.\n\n")
+    rows = [
+        ["Spend (window)", spend],
+        ["Estimated waste (window)", usd(t.estimated_waste_usd)],
+        ["Estimated waste per month", usd(t.estimated_waste_usd_per_month)],
+        ["Findings", f"{t.findings:,}"],
+        ["Requests", f"{t.requests:,}"],
+        ["LLM calls", f"{t.llm_calls:,}"],
+        ["Tokens in / out", f"{t.input_tokens:,} / {t.output_tokens:,}"],
+    ]
+    if t.unpriced_calls:
+        rows.append(["Unpriced calls (not counted as $0)", f"{t.unpriced_calls:,}"])
+    if cmp:
+        base = cmp.totals
+        keys = {"Spend (window)": "spend_usd", "Estimated waste (window)": "estimated_waste_usd",
+                "Estimated waste per month": "estimated_waste_usd_per_month", "Findings": "findings",
+                "Requests": "requests", "LLM calls": "llm_calls"}
+        for row in rows:
+            d: Delta | None = base.get(keys.get(row[0], ""))
+            if d is None:
+                row += ["", ""]
+            elif keys[row[0]] in ("findings", "requests", "llm_calls"):
+                row += [num(d.baseline), signed_int(d.change)]
+            else:
+                row += [usd(d.baseline), signed_usd(d.change)]
+        lines.append(table(["", "this run", "baseline", "change"], rows, ["l", "r", "r", "r"]))
+    else:
+        lines.append(table(["", "this run"], rows, ["l", "r"]))
+    for key, value in doc.extras.get("headline", {}).items():
+        lines.append(f"\n{md(key)}: {md(value, 200)}  ")
+    if doc.extras.get("redaction"):
+        lines.append("\n_Tenant and user names are pseudonymised (--redact)._\n")
+    return "".join(lines) + "\n"
+
+
+def _change_rows(changes: Iterable[FindingChange], resolved: bool = False) -> list[list[str]]:
+    rows = []
+    for c in changes:
+        d = c.waste_usd_per_month
+        money = usd(d.baseline if resolved else d.current, "unpriced")
+        rows.append([_severity(c.severity), md(f"{c.rule_id} {c.rule_name}"), md(scope_text(c.scope)), money, md(c.message, 120)])
+    return rows
+
+
+def _baseline_section(budget: _Budget, cmp: Comparison) -> None:
+    c = cmp.counts
+    head = (
+        f"### Since the baseline: {c.new} new, {c.resolved} resolved, {c.unchanged} unchanged\n\n"
+        f"Baseline `{md(cmp.baseline.path, 120)}`"
+    )
+    if cmp.baseline.window.start is not None:
+        head += f" (window {cmp.baseline.window.start:%Y-%m-%d} → {cmp.baseline.window.end:%Y-%m-%d})"
+    head += ".\n"
+    if cmp.baseline.same_inputs:
+        head += "\n_The baseline was computed from the same input files as this run._\n"
+    budget.add(head)
+    cols = ["severity", "rule", "scope", "waste/month", "what"]
+    align = ["l", "l", "l", "r", "l"]
+    if cmp.new:
+        budget.add("\n#### New findings\n\n")
+        _capped_table(budget, cols, _change_rows(cmp.new), align, DELTA_ROWS, "new findings")
+    if cmp.resolved:
+        budget.add("\n#### Resolved findings\n\n")
+        _capped_table(budget, cols[:3] + ["waste/month (was)", "what"], _change_rows(cmp.resolved, True), align, DELTA_ROWS,
+                      "resolved findings")
+    moved = [u for u in cmp.unchanged if u.waste_usd_per_month.change]
+    if moved:
+        budget.add("\n#### Still open, waste changed\n\n")
+        rows = [[_severity(u.severity), md(f"{u.rule_id} {u.rule_name}"), md(scope_text(u.scope)),
+                 usd(u.waste_usd_per_month.current), signed_usd(u.waste_usd_per_month.change)] for u in moved]
+        _capped_table(budget, ["severity", "rule", "scope", "waste/month", "change"], rows, align, DELTA_ROWS, "changed findings")
+    features = [f for f in cmp.by_feature if f.spend_usd.change or f.waste_usd_per_month.change or f.tokens.change
+                or f.presence != "both"]
+    if features:
+        budget.add("\n#### Spend and waste by feature\n\n")
+        rows = [
+            [md(f.key if f.key is not None else "(no feature)"), f.presence, usd(f.spend_usd.current), signed_usd(f.spend_usd.change),
+             signed_int(f.tokens.change), usd(f.waste_usd_per_month.current), signed_usd(f.waste_usd_per_month.change)]
+            for f in features
+        ]
+        _capped_table(budget, ["feature", "seen", "spend", "change", "tokens change", "waste/month", "change"], rows,
+                      ["l", "l", "r", "r", "r", "r", "r"], FEATURE_ROWS, "features")
+
+
+def _detail(f: Finding, index: int) -> str:
+    summary = html.escape(
+        f"{index}. [{f.severity}] {f.rule_id} {f.rule_name}: {_plain(scope_text(f.scope), CELL)} ({_waste_cell(f)})", quote=False
+    )
+    rows = [[md(k, 60), num(v) if not isinstance(v, (list, dict)) else md(_list_text(v), DETAIL_VALUE)] for k, v in f.evidence.items()]
+    parts = [
+        f"<details><summary>{summary}</summary>\n\n",
+        f"**{md(f.title, 200)}**\n\n{md(f.message, 500)}\n\n",
+        table(["evidence", "value"], rows, ["l", "r"]) if rows else "",
+        f"\nFingerprint `{f.fingerprint}` · confidence {f.confidence}",
+    ]
+    if f.example_trace_ids:
+        parts.append(" · example traces " + ", ".join(md(t, 40) for t in f.example_trace_ids[:5]))
+    w = f.waste
+    parts.append(
+        f"\n\nEstimated waste: {w.tokens or 0:,} tokens, {usd(w.usd)} in the window, {usd(w.usd_per_month)}/month"
+        + (f", {w.gpu_hours:,.3f} GPU-hours" if w.gpu_hours is not None else "")
+        + f" ({md(w.extrapolation, 200)}). Measured: {_measured_cell(f)}.\n\n"
+    )
+    parts.append(f"**Fix:** {md(f.remediation, 1200)}\n\n</details>\n")
+    return "".join(parts)
+
+
+def _plain(value, limit: int) -> str:
+    text = _CONTROL.sub(" ", "" if value is None else str(value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _list_text(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return ", ".join(str(v) for v in value)
+
+
+def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
+    """The CI Markdown for a document (a comparison in doc.extras['baseline'] adds the deltas)."""
+    doc = scrub_content(doc)
+    cmp = comparison_of(doc)
+    budget = _Budget(limit)
+    budget.add(_headline(doc, cmp))
+    if cmp:
+        _baseline_section(budget, cmp)
+        budget.add("\n")
+
+    findings = doc.findings
+    budget.add(f"### Top findings ({len(findings):,})\n\n" if findings else "### Findings\n\nNo findings.\n")
+    if findings:
+        rows = [[_severity(f.severity), md(f"{f.rule_id} {f.rule_name}"), md(scope_text(f.scope)), _waste_cell(f),
+                 _measured_cell(f), md(f.message, 120)] for f in findings]
+        _capped_table(budget, ["severity", "rule", "scope", "est. waste", "measured", "what"], rows,
+                      ["l", "l", "l", "r", "r", "l"], TOP_FINDINGS, "findings")
+
+    problems = [(rid, f"skipped: {why}") for rid, why in doc.skipped_rules.items()] + \
+               [(rid, f"failed: {why}") for rid, why in doc.rule_errors.items()]
+    if problems:
+        budget.add("\n<details><summary>Rules skipped or failed ({:,})</summary>\n\n".format(len(problems)))
+        _capped_table(budget, ["rule", "why"], [[md(r), md(w, 200)] for r, w in problems], ["l", "l"], 30, "rules")
+        budget.add("\n</details>\n")
+
+    if findings:
+        budget.add(f"\n### Details\n\n")
+        shown = 0
+        for i, f in enumerate(findings, 1):
+            block = _detail(f, i)
+            if not budget.fits(block):
+                break
+            budget.add(block)
+            shown += 1
+        left = len(findings) - shown
+        if left:
+            budget.add(
+                f"\n_Details of {left:,} of {len(findings):,} findings left out to stay under GitHub's "
+                f"{limit:,}-character limit; see the JSON or HTML report for all of them._\n"
+            )
+    text = budget.text()
+    assert len(text) <= limit, "markdown budget overrun"  # a bug in the budgeting, never input-dependent
+    return text
