@@ -142,49 +142,129 @@ def _exit_for(doc, fail_on: Optional[str]) -> int:
 SEVERITY_CHOICES = ("info", "low", "medium", "high", "critical")
 
 
+def _emit(doc, *, output_format: str, output: Optional[Path], json_path: Optional[Path], markdown_path: Optional[Path],
+          html_path: Optional[Path], baseline: Optional[Path], fail_on: Optional[str], fail_on_new: bool, redact: bool,
+          verbose: bool, header=None) -> int:
+    """Write every requested output and return the exit code (0, or 1 for --fail-on / --fail-on-new)."""
+    from llmaudit.report.outputs import ReportError, render_json, write_outputs
+    from llmaudit.report.terminal import print_findings
+
+    try:
+        comparison = write_outputs(doc, json_path=json_path, markdown_path=markdown_path, html_path=html_path,
+                                   baseline_path=baseline, redact=redact)
+    except ReportError as exc:
+        raise fail(str(exc))
+    if output_format == "json":
+        text = render_json(doc)
+        if output:
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    else:
+        console = Console(file=open(output, "w", encoding="utf-8"), width=160) if output else out
+        if header:
+            header(console)
+        print_findings(console, doc, verbose=verbose)
+    if comparison is not None:
+        err.print(comparison.summary_line(), markup=False, highlight=False)
+    code = _exit_for(doc, fail_on)
+    if fail_on_new and comparison is not None and comparison.new:
+        code = EXIT_FINDINGS
+    return code
+
+
+def _check_output_flags(output_format: str, fail_on: Optional[str], fail_on_new: bool, baseline: Optional[Path]) -> None:
+    if output_format not in ("table", "json"):
+        raise fail(f"--format must be table or json, not {output_format!r}")
+    if fail_on and fail_on not in SEVERITY_CHOICES:
+        raise fail(f"--fail-on must be one of {', '.join(SEVERITY_CHOICES)}")
+    if fail_on_new and baseline is None:
+        raise fail("--fail-on-new needs --baseline FILE (last run's --json output)")
+
+
+FormatOption = typer.Option("table", "--format", "-f", help="table (terminal) or json, on stdout (or -o FILE).")
+OutputOption = typer.Option(None, "--output", "-o", help="Write the --format output to this file.")
+JsonOption = typer.Option(None, "--json", help="Also write the JSON report (schema: report_templates/report.schema.json).")
+MarkdownOption = typer.Option(None, "--markdown", help="Also write a Markdown summary (for a PR comment or CI job summary).")
+HtmlOption = typer.Option(None, "--html", help="Also write a self-contained HTML report.")
+BaselineOption = typer.Option(None, "--baseline", help="A previous --json report: show new, resolved and unchanged findings.")
+FailOnOption = typer.Option(None, "--fail-on", help="Exit 1 when a finding has this severity or higher.")
+FailOnNewOption = typer.Option(False, "--fail-on-new", help="Exit 1 when a finding is new since --baseline.")
+RedactOption = typer.Option(False, "--redact", help="Hash tenant and user names in written reports (salt: $LLMAUDIT_REDACT_SALT).")
+SetOption = typer.Option([], "--set", help="Override a rule parameter: RULE.param=value (repeatable).")
+RulesOption = typer.Option([], "--rules", help="An extra folder of rule files (repeatable).")
+VerboseOption = typer.Option(False, "--verbose", "-v", help="Evidence, examples and the fix for each finding.")
+
+
 @app.command()
 def analyze(
     paths: list[str] = typer.Argument(..., help="Files, directories (recursive), globs."),
     db: Optional[Path] = DbOption,
-    output_format: str = typer.Option("table", "--format", "-f", help="table (terminal) or json."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the --format output to this file."),
+    output_format: str = FormatOption,
+    output: Optional[Path] = OutputOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    html_path: Optional[Path] = HtmlOption,
+    baseline: Optional[Path] = BaselineOption,
+    fail_on: Optional[str] = FailOnOption,
+    fail_on_new: bool = FailOnNewOption,
+    redact: bool = RedactOption,
+    sets: list[str] = SetOption,
+    rule_dirs: list[Path] = RulesOption,
+    verbose: bool = VerboseOption,
     input_format: Optional[str] = typer.Option(None, "--input-format", help="Force one input format (e.g. otlp-jsonl)."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding has this severity or higher."),
-    sets: list[str] = typer.Option([], "--set", help="Override a rule parameter: RULE.param=value (repeatable)."),
-    rule_dirs: list[Path] = typer.Option([], "--rules", help="An extra folder of rule files (repeatable)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Evidence, examples and the fix for each finding."),
     strict: bool = typer.Option(False, "--strict", help="Any rejected record is an input error (exit 2)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no ingest summary."),
     config: Optional[Path] = ConfigOption,
 ):
     """Ingest PATHs, run the audit rules, and report findings by dollar impact."""
-    from llmaudit.report.terminal import print_findings, print_ingest
+    from llmaudit.report.terminal import print_ingest
 
-    if output_format not in ("table", "json"):
-        raise fail(f"--format must be table or json, not {output_format!r}")
-    if fail_on and fail_on not in SEVERITY_CHOICES:
-        raise fail(f"--fail-on must be one of {', '.join(SEVERITY_CHOICES)}")
+    _check_output_flags(output_format, fail_on, fail_on_new, baseline)
     settings = _settings(config)
     with open_store(db) as store:
         report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings)
         if strict and report.failed_strict:
-            bad = [f for f in report.files if f.status in ("rejected", "unrecognized")]
-            for f in bad:
-                err.print(f"{f.path}: {f.first_reject}", markup=False)
+            for f in report.files:
+                if f.status in ("rejected", "unrecognized"):
+                    err.print(f"{f.path}: {f.first_reject}", markup=False, highlight=False)
             raise typer.Exit(EXIT_INPUT)
         doc = _audit_document(store, settings, sets, rule_dirs)
-        if output_format == "json":
-            text = doc.model_dump_json(indent=2) + "\n"
-            if output:
-                output.write_text(text, encoding="utf-8")
-            else:
-                sys.stdout.write(text)
-        else:
-            console = Console(file=open(output, "w", encoding="utf-8"), width=160) if output else out
-            if not quiet:
-                print_ingest(console, report, store, db)
-            print_findings(console, doc, verbose=verbose)
-    raise typer.Exit(_exit_for(doc, fail_on))
+        header = None if quiet else (lambda console: print_ingest(console, report, store, db))
+        code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
+                     html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
+                     verbose=verbose, header=header)
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    db: Path = typer.Option(..., "--db", help="A store written by `llmaudit ingest` or `analyze --db`."),
+    output_format: str = FormatOption,
+    output: Optional[Path] = OutputOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    html_path: Optional[Path] = HtmlOption,
+    baseline: Optional[Path] = BaselineOption,
+    fail_on: Optional[str] = FailOnOption,
+    fail_on_new: bool = FailOnNewOption,
+    redact: bool = RedactOption,
+    sets: list[str] = SetOption,
+    rule_dirs: list[Path] = RulesOption,
+    verbose: bool = VerboseOption,
+    config: Optional[Path] = ConfigOption,
+):
+    """Render the audit of a stored database (no ingest): terminal, JSON, Markdown, HTML."""
+    _check_output_flags(output_format, fail_on, fail_on_new, baseline)
+    if not db.exists():
+        raise fail(f"{db}: no such store")
+    settings = _settings(config)
+    with open_store(db) as store:
+        doc = _audit_document(store, settings, sets, rule_dirs)
+        code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
+                     html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
+                     verbose=verbose)
+    raise typer.Exit(code)
 
 
 rules_app = typer.Typer(help="List, document and self-test the audit rules.", no_args_is_help=True)

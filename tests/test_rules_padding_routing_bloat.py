@@ -244,7 +244,7 @@ def test_llma009_threshold_and_small_tier_from_params(tmp_path):
 def test_llma009_prefers_the_providers_cheapest_model_in_the_data(tmp_path):
     """Sonnet routing calls beside haiku traffic: haiku's prices are used, not the params. 30 calls of
     400 input (256 cached) + 3 output: now 30 x (144 x 3 + 256 x 0.3 + 3 x 15) = $0.016614, on haiku
-    30 x (144 x 1 + 256 x 0.1 + 3 x 5) = $0.005448."""
+    30 x (144 x 1 + 256 x 0.1 + 3 x 5) = $0.005538."""
     traces = []
     for i in range(30):
         t = request(f"s9d-{i}", "ops-api", "/v1/ops", i * 10_000)
@@ -256,7 +256,7 @@ def test_llma009_prefers_the_providers_cheapest_model_in_the_data(tmp_path):
     assert f.evidence["small_model"] == "claude-haiku-4-5" and f.evidence["small_model_in_data"] is True
     assert f.evidence["task_kinds"] == "routing"
     assert f.evidence["current_cost_usd"] == pytest.approx(0.016614)
-    assert f.evidence["routed_cost_usd"] == pytest.approx(0.005448)
+    assert f.evidence["routed_cost_usd"] == pytest.approx(0.005538)
 
 
 # -- LLMA010 --------------------------------------------------------------------------------------------

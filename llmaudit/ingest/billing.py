@@ -18,6 +18,7 @@ import re
 from collections import defaultdict, deque
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 import orjson
@@ -92,37 +93,71 @@ def _short(value, limit: int = 40) -> str:
 
 
 def _blank(value) -> bool:
-    return value is None or (type(value) is str and not value.strip())
+    return value is None or value == "" or (type(value) is str and not value.strip())
 
 
 def as_text(value, field: str):
-    if _blank(value):
+    if type(value) is str:  # the common case (CSV, JSON): no other test needed
+        return value.strip() or None
+    if value is None:
         return None
     if isinstance(value, (dict, list)):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return str(value).strip()
+    return str(value).strip() or None
+
+
+_INFINITE = (float("inf"), float("-inf"))
 
 
 def as_number(value, field: str):
-    if _blank(value):
-        return None
-    if type(value) is bool:
-        raise BadRow(f"{field}: not a number: {_short(value)}")
-    if isinstance(value, (int, float, Decimal)):
-        number = float(value)
-    else:
+    if type(value) is str:
+        text = value.strip()
+        if not text:
+            return None
         try:
-            number = float(Decimal(str(value).strip()))
-        except (InvalidOperation, ValueError):
+            number = float(text)
+        except ValueError:
             raise BadRow(f"{field}: not a number: {_short(value)}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    elif value is None:
+        return None
+    elif type(value) is bool or not isinstance(value, (int, float, Decimal)):
+        raise BadRow(f"{field}: not a number: {_short(value)}")
+    else:
+        number = float(value)
+    if number != number or number in _INFINITE:
         raise BadRow(f"{field}: not a finite number: {_short(value)}")
     return number
 
 
+_UNIX_SECONDS = re.compile(r"\d{9,11}(\.\d+)?")
+
+
+@lru_cache(maxsize=8192)
+def _time_from_text(text: str) -> datetime | None:
+    """A timestamp text to UTC without zone; None if it is not one. Cached: a billing export repeats
+    the same few period boundaries on every row."""
+    if _UNIX_SECONDS.fullmatch(text):  # unix seconds, as the OpenAI pages write them
+        return datetime.fromtimestamp(float(text), timezone.utc).replace(tzinfo=None)
+    try:
+        moment = datetime.fromisoformat(text.replace(" UTC", "Z"))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
 def as_time(value, field: str):
     """UTC, without zone. Accepts ISO 8601 / RFC 3339 text, datetime, date, or unix seconds."""
-    if _blank(value):
+    if type(value) is str:
+        text = value.strip()
+        if not text:
+            return None
+        moment = _time_from_text(text)
+        if moment is None:
+            raise BadRow(f"{field}: not a date-time: {_short(value)}")
+        return moment
+    if value is None:
         return None
     if isinstance(value, datetime):
         moment = value
@@ -131,24 +166,20 @@ def as_time(value, field: str):
     elif isinstance(value, (int, float)) and type(value) is not bool:
         moment = datetime.fromtimestamp(value, timezone.utc)
     else:
-        text = str(value).strip()
-        if re.fullmatch(r"\d{9,11}(\.\d+)?", text):  # unix seconds, as the OpenAI pages write them
-            moment = datetime.fromtimestamp(float(text), timezone.utc)
-        else:
-            try:
-                moment = datetime.fromisoformat(text.replace(" UTC", "Z"))
-            except ValueError:
-                raise BadRow(f"{field}: not a date-time: {_short(value)}") from None
+        raise BadRow(f"{field}: not a date-time: {_short(value)}")
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment
+
+
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 def as_currency(value, field: str):
     text = as_text(value, field)
     if text is None:
         return None
-    if not re.fullmatch(r"[A-Za-z]{3}", text):
+    if not _CURRENCY.fullmatch(text):
         raise BadRow(f"{field}: not an ISO 4217 currency code: {_short(value)}")
     return text.upper()
 
@@ -222,11 +253,13 @@ TOKEN_TYPE_WORDS = [
 
 
 def model_in_text(*texts) -> str | None:
+    """The first model-like name in the texts; a bare vendor word ("Claude", "Nova") is not a model."""
     for text in texts:
         if text:
-            found = MODEL_IN_TEXT.search(str(text).lower())
-            if found:
-                return found.group(1).rstrip(".:_@")
+            for found in MODEL_IN_TEXT.finditer(str(text).lower()):
+                name = found.group(1).rstrip(".:_@")
+                if re.search(r"[0-9-]", name):
+                    return name
     return None
 
 
@@ -251,6 +284,7 @@ class RowBuilder:
         self.file_id = file_id
         self.source_format = source_format
         self.columns: dict[str, list] = {name: [] for name in COLUMNS}
+        self._targets = [(name, self.columns[name]) for name in COLUMNS if name not in _FILLED_BY_BUILDER]
         self._seen: dict[bytes, int] = defaultdict(int)
 
     def __len__(self) -> int:
@@ -265,9 +299,9 @@ class RowBuilder:
         cols["file_id"].append(self.file_id)
         cols["row_key"].append(key)
         cols["source_format"].append(self.source_format)
-        for name in COLUMNS:
-            if name not in _FILLED_BY_BUILDER:
-                cols[name].append(row.get(name))
+        get = row.get
+        for name, values in self._targets:
+            values.append(get(name))
 
     def take(self) -> pa.Table:
         table = pa.table({name: pa.array(values, BILLING_SCHEMA.field(name).type) for name, values in self.columns.items()},
@@ -330,12 +364,13 @@ FOCUS_MAP: list[tuple[str, str, str]] = [
     ("Tags", "tags", "json"),
 ]
 # Where a FOCUS row names its model: provider extension columns first, then text fields to search.
-FOCUS_MODEL_COLUMNS = ["x_Model", "x_ModelName", "x_ModelId", "x_model", "x_model_name", "x_model_id"]
-FOCUS_MODEL_TEXT = ["SkuMeter", "x_SkuMeterName", "x_SkuDescription", "ChargeDescription", "ResourceName", "ResourceId"]
-FOCUS_TOKEN_COLUMNS = ["x_TokenType", "x_token_type"]
+FOCUS_MODEL_COLUMNS = ("x_Model", "x_ModelName", "x_ModelId", "x_model", "x_model_name", "x_model_id")
+FOCUS_MODEL_TEXT = ("SkuMeter", "x_SkuMeterName", "x_SkuDescription", "ResourceName", "ChargeDescription")
+FOCUS_TOKEN_COLUMNS = ("x_TokenType", "x_token_type")
+FOCUS_USAGE_TYPE = ("x_UsageType",)  # AWS's FOCUS export carries the CUR usage type here
 FOCUS_MODEL_CATEGORIES = {"AI and Machine Learning"}
 MODEL_PROVIDERS = {"openai", "anthropic", "mistral", "cohere", "xai", "deepseek"}
-FOCUS_REQUIRED = ["ChargePeriodStart"]
+FOCUS_REQUIRED = ("ChargePeriodStart",)
 
 # AWS CUR 2.0 column (snake_case; legacy CUR "lineItem/UsageType" names are converted to it) -> billing.
 CUR_MAP: list[tuple[str, str, str]] = [
@@ -346,7 +381,6 @@ CUR_MAP: list[tuple[str, str, str]] = [
     ("line_item_line_item_description", "charge_description", "text"),
     ("product_product_name", "service_name", "text"),
     ("product_servicename", "service_name", "text"),
-    ("line_item_product_code", "service_name", "text"),
     ("product_sku", "sku_id", "text"),
     ("pricing_rate_id", "sku_price_id", "text"),
     ("line_item_usage_type", "sku_meter", "text"),
@@ -421,6 +455,8 @@ class ColumnMap:
         self.unmapped = [i for i in range(len(header)) if i not in mapped]
         self.lookup = lookup
 
+        self._indices: dict[tuple, list[int]] = {}
+
     def index(self, name: str) -> int | None:
         return self.lookup.get(name.lower())
 
@@ -428,30 +464,60 @@ class ColumnMap:
         i = self.lookup.get(name.lower())
         return None if i is None else values[i]
 
+    def present(self, names: tuple[str, ...]) -> list[int]:
+        """Positions of those of the names that the header has, in the names' order (memoized)."""
+        found = self._indices.get(names)
+        if found is None:
+            found = self._indices[names] = [i for i in (self.lookup.get(n.lower()) for n in names) if i is not None]
+        return found
+
+    def first(self, values: list, names: tuple[str, ...]):
+        """The first non-empty value among the named columns."""
+        for i in self.present(names):
+            value = values[i]
+            if value is not None and value != "" and not (type(value) is str and not value.strip()):
+                return value
+        return None
+
     def apply(self, values: list) -> dict:
         row: dict = {}
         for index, target, field, convert in self.plan:
-            if row.get(target) is None:
-                row[target] = convert(values[index], field)
-        row["extras"] = _extras((self.header[i], values[i]) for i in self.unmapped)
+            value = values[index]
+            if value is not None and value != "" and row.get(target) is None:
+                row[target] = convert(value, field)
+        header = self.header
+        kept = {header[i]: values[i] for i in self.unmapped if values[i] is not None and values[i] != ""}
+        row["extras"] = _extras(kept.items()) if kept else None
         return row
 
 
 def focus_row(cmap: ColumnMap, values: list) -> dict | None:
     for name in FOCUS_REQUIRED:
-        if cmap.index(name) is not None and _blank(cmap.value(values, name)):
+        i = cmap.index(name)
+        if i is not None and _blank(values[i]):
             raise BadRow(f"{name} is empty")
     row = cmap.apply(values)
-    model = next((as_text(cmap.value(values, c), c) for c in FOCUS_MODEL_COLUMNS if not _blank(cmap.value(values, c))), None)
-    texts = [cmap.value(values, c) for c in FOCUS_MODEL_TEXT]
+    usage_type = as_text(cmap.first(values, FOCUS_USAGE_TYPE), "x_UsageType")
+    model = as_text(cmap.first(values, FOCUS_MODEL_COLUMNS), "model")
+    texts = None
     # Only charges for model services are searched for a model name: an EC2 instance called
-    # "llama-server" is compute, not a model charge.
+    # "llama-server-1" is compute, not a model charge.
     if model is None and (row.get("service_category") in FOCUS_MODEL_CATEGORIES or row.get("provider") in MODEL_PROVIDERS):
-        model = model_in_text(*texts)
+        found = CUR_MODEL_RESOURCE.search(row.get("resource_id") or "")
+        if found:
+            model = found.group(1)
+        elif usage_type and CUR_TOKEN_SUFFIX.search(usage_type):
+            model = _cur_model(usage_type, None, None, None)
+        if model is None:
+            texts = [values[i] for i in cmap.present(FOCUS_MODEL_TEXT)]
+            model = model_in_text(*texts)
     row["model"] = model
-    token = next((as_text(cmap.value(values, c), c) for c in FOCUS_TOKEN_COLUMNS if not _blank(cmap.value(values, c))), None)
+    token = as_text(cmap.first(values, FOCUS_TOKEN_COLUMNS), "token type")
     # Token words mean something only on a model charge ("input" also appears in data-transfer SKUs).
-    row["token_type"] = token or (token_type_in_text(*texts) if row["model"] else None)
+    if token is None and model:
+        texts = texts if texts is not None else [values[i] for i in cmap.present(FOCUS_MODEL_TEXT)]
+        token = token_type_in_text(usage_type, *texts)
+    row["token_type"] = token
     return row
 
 
@@ -483,7 +549,9 @@ def cur_row(cmap: ColumnMap, values: list) -> dict | None:
                for col, pattern in CUR_BEDROCK_WHEN):
         return None
     row = cmap.apply(values)
-    for column, target in (("product_product_name", "service_name"), ("product_region_code", "region_id")):
+    # CUR 2.0 keeps many product attributes in its `product` map; the product code is the last resort.
+    for column, target in (("product_product_name", "service_name"), ("line_item_product_code", "service_name"),
+                           ("product_region_code", "region_id")):
         if row.get(target) is None:
             row[target] = as_text(_cur_value(cmap, values, product, column), column)
     item_type = as_text(cmap.value(values, "line_item_line_item_type"), "line_item_line_item_type")
@@ -496,8 +564,9 @@ def cur_row(cmap: ColumnMap, values: list) -> dict | None:
     row["token_type"] = token_type_in_text(usage_type)
     row["model"] = _cur_model(usage_type, row.get("resource_id"), _cur_value(cmap, values, product, "product_model"),
                               _cur_value(cmap, values, product, "product_product_name"))
-    # Legacy CUR spreads tags over resourceTags/... columns: gather them into one object.
-    spread = {cmap.header[i][len("resource_tags_"):]: values[i] for i in cmap.unmapped
+    # Legacy CUR spreads tags over resourceTags/user:team columns: gather them into one object, keyed
+    # as CUR 2.0 keys its resource_tags map (user_team).
+    spread = {cmap.header[i][len("resource_tags_"):].replace(":", "_"): values[i] for i in cmap.unmapped
               if cmap.header[i].startswith("resource_tags_") and not _blank(values[i])}
     if spread and row.get("tags") is None:
         row["tags"] = orjson.dumps(spread, option=orjson.OPT_SORT_KEYS, default=str).decode()
@@ -682,15 +751,21 @@ def _tabular(fmt_name: str, mapping, make_row, rename=lambda name: name):
 # --------------------------------------------------------------------------------------------------
 
 def _documents(data: bytes) -> Iterator[tuple[int | None, Any, str | None]]:
-    """(line, document, error): one JSON document, or JSON lines of them."""
+    """(line, document, error): one JSON document, or JSON lines of them (one page per line)."""
     try:
         yield None, orjson.loads(data), None
         return
     except orjson.JSONDecodeError as whole_error:
-        if data.lstrip()[:1] != b"{" or b"\n" not in data.strip():
-            yield None, None, f"not valid JSON: {whole_error}"
+        lines = data.split(b"\n")
+        first = next((line for line in lines if line.strip()), b"")
+        try:
+            orjson.loads(first)
+        except orjson.JSONDecodeError:
+            # Not JSON lines either: one broken document (say, cut short), reported once at the
+            # line where parsing stopped.
+            yield whole_error.lineno, None, f"not valid JSON: {whole_error}"
             return
-    for number, line in enumerate(data.split(b"\n"), 1):
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 yield number, orjson.loads(line), None

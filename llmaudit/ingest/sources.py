@@ -11,7 +11,7 @@ from pathlib import Path
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Files a directory walk passes over without comment: code, docs, and the like.
-_NOT_DATA_SUFFIXES = {".py", ".pyc", ".md", ".rst", ".txt", ".toml", ".yaml", ".yml", ".html", ".sh", ".lock"}
+_NOT_DATA_SUFFIXES = {".py", ".pyc", ".md", ".rst", ".toml", ".yaml", ".yml", ".html", ".sh", ".lock"}
 
 
 class InputError(Exception):

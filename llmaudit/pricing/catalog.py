@@ -103,17 +103,18 @@ class GpuEntry:
 
 # How a name is successively reduced to find its catalog entry; every step's result is tried in turn.
 # Order matters: a path prefix hides everything else, and a date comes off before a short version.
-NAME_STEPS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"^.*/"), ""),                                   # openai/gpt-4o, models/gemini-2.5-pro, ARNs
-    (re.compile(r"^(ft:[^:]+):.*$"), r"\1"),                     # ft:gpt-4o-mini-2024-07-18:org::id
-    (re.compile(r"^ft:"), ""),
-    (re.compile(r"^(us|eu|apac|ap|jp|au|ca|global|us-gov)\."), ""),  # Bedrock cross-region profiles
-    (re.compile(r"^(anthropic|amazon|meta|mistral|cohere|ai21|deepseek|qwen|openai|writer|twelvelabs)\."), ""),
-    (re.compile(r"(-v\d+(:\d+)?|:\d+)$"), ""),                   # Bedrock version: -v1:0, -v2
-    (re.compile(r"@.*$"), ""),                                   # Vertex: claude-3-5-haiku@20241022
-    (re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$"), ""),            # -2024-08-06, -20250929
-    (re.compile(r"-(\d{3,4})$"), ""),                            # -0613, -002, -2411
-    (re.compile(r"-latest$"), ""),
+# The third field says whether the step drops a date or version, i.e. may change which model it is.
+NAME_STEPS: list[tuple[re.Pattern, str, bool]] = [
+    (re.compile(r"^.*/"), "", False),                                   # openai/gpt-4o, models/gemini-2.5-pro, ARNs
+    (re.compile(r"^(ft:[^:]+):.*$"), r"\1", False),                     # ft:gpt-4o-mini-2024-07-18:org::id
+    (re.compile(r"^ft:"), "", False),
+    (re.compile(r"^(us|eu|apac|ap|jp|au|ca|global|us-gov)\."), "", False),  # Bedrock cross-region profiles
+    (re.compile(r"^(anthropic|amazon|meta|mistral|cohere|ai21|deepseek|qwen|openai|writer|twelvelabs)\."), "", False),
+    (re.compile(r"(-v\d+(:\d+)?|:\d+)$"), "", False),                   # Bedrock API version: -v1:0, -v2
+    (re.compile(r"@.*$"), "", True),                                    # Vertex: claude-3-5-haiku@20241022
+    (re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$"), "", True),             # -2024-08-06, -20250929
+    (re.compile(r"-(\d{3,4})$"), "", True),                             # -0613, -002, -2411
+    (re.compile(r"-latest$"), "", True),
 ]
 _DOTTED_NUMBER = re.compile(r"(?<=\d)\.(?=\d)")
 
@@ -123,26 +124,37 @@ def canon(name: str) -> str:
     return _DOTTED_NUMBER.sub("-", name.strip().lower())
 
 
-def name_variants(name: str) -> list[str]:
-    """The name, then each reduction of it, without repeats (in canonical form)."""
+def name_variants(name: str) -> list[tuple[str, bool]]:
+    """(key, dropped): the name, then each reduction of it (canonical form, no repeats); `dropped`
+    says a date or version was removed on the way."""
     current = name.strip().lower()
-    out = [canon(current)]
-    for pattern, repl in NAME_STEPS:
-        current = pattern.sub(repl, current)
-        key = canon(current)
-        if key and key not in out:
-            out.append(key)
-    base = out[-1]
-    if not base.endswith("-latest"):
-        out.append(base + "-latest")  # "mistral-large" is listed as mistral-large-latest
+    out = [(canon(current), False)]
+    dropped = False
+    for pattern, repl, drops in NAME_STEPS:
+        reduced = pattern.sub(repl, current)
+        if reduced != current:
+            dropped = dropped or drops
+            current = reduced
+            key = canon(current)
+            if key and key not in {k for k, _ in out}:
+                out.append((key, dropped))
+    if not dropped and not out[-1][0].endswith("-latest"):
+        out.append((out[-1][0] + "-latest", False))  # "mistral-large" is listed as mistral-large-latest
     return out
 
 
 def base_model(name: str | None) -> str | None:
-    """The model without provider prefix, region, version or date: the key bills and traces share."""
+    """The model without provider prefix, region, API version, date or version, lower case: what a
+    bill and a trace of the same model have in common (gpt-4o-2024-08-06 -> gpt-4o,
+    us.anthropic.claude-sonnet-4-5-20250929-v1:0 -> claude-sonnet-4-5). Compare with canon()."""
     if name is None or not str(name).strip():
         return None
-    return name_variants(str(name))[-2]
+    current = str(name).strip().lower()
+    for pattern, repl, _ in NAME_STEPS:
+        reduced = pattern.sub(repl, current)
+        if reduced:
+            current = reduced
+    return current
 
 
 def _origin(catalog: CatalogFile, path: Path | None) -> str:
@@ -188,12 +200,16 @@ class Catalog:
         self._entries = entries
         self._gpus = gpus
         self._gpu_patterns = [(re.compile(p, re.I), e) for e in gpus.values() for p in e.price.match]
-        self._index: dict[str, list[tuple[bool, PriceEntry]]] = {}
+        # key -> [(how, entry)]: how = 0 for the id or an alias, 1 for a reduction that keeps the
+        # model (prefix, region, API version), 2 for one that drops its date or version.
+        self._index: dict[str, list[tuple[int, PriceEntry]]] = {}
         for entry in sorted(entries.values(), key=lambda e: (self._rank.get(e.provider, len(providers)), e.model)):
             exact = {canon(entry.model), *(canon(a) for a in entry.price.aliases)}
-            keys = list(exact) + [k for k in name_variants(entry.model) if k not in exact and not k.endswith("-latest")]
-            for key in keys:
-                self._index.setdefault(key, []).append((key in exact, entry))
+            keys = [(k, 0) for k in sorted(exact)]
+            keys += [(k, 2 if dropped else 1) for k, dropped in name_variants(entry.model)
+                     if k not in exact and not k.endswith("-latest")]
+            for key, how in keys:
+                self._index.setdefault(key, []).append((how, entry))
 
     # ------------------------------------------------------------------ loading
 
@@ -234,13 +250,15 @@ class Catalog:
         family = self.family(provider)
         if family is None and "/" in model:  # "anthropic/claude-sonnet-4.5" names its provider
             family = self.family(model.split("/", 1)[0])
-        for key in name_variants(str(model)):
-            found = self._index.get(key)
-            if found:
-                return min(found, key=lambda c: (c[1].provider != family, not c[0],
-                                                 self._rank.get(c[1].provider, len(self._rank)),
-                                                 len(c[1].model), c[1].model))[1]
-        return None
+        candidates = []
+        for order, (key, dropped) in enumerate(name_variants(str(model))):
+            for how, entry in self._index.get(key, ()):
+                # A name whose own date was dropped matches only entries listed under the bare name:
+                # another dated version (mistral-large-2411 vs mistral-large-2512) may cost differently.
+                if not (dropped and how == 2):
+                    candidates.append((entry.provider != family, how == 2, order, how,
+                                       self._rank.get(entry.provider, len(self._rank)), len(entry.model), entry.model, entry))
+        return min(candidates, key=lambda c: c[:-1])[-1] if candidates else None
 
     # ------------------------------------------------------------------ GPUs
 

@@ -127,7 +127,9 @@ def load_baseline(path: str | Path) -> tuple[AuditDocument, str]:
     except orjson.JSONDecodeError as exc:
         raise BaselineError(f"{path}: the baseline is not valid JSON ({exc}); pass the file written by `llmaudit analyze --json`") from exc
     if not isinstance(raw, dict) or "schema_version" not in raw or "findings" not in raw:
-        raise BaselineError(f"{path}: not an llmaudit JSON report (no schema_version/findings); pass the file written by `llmaudit analyze --json`")
+        raise BaselineError(
+            f"{path}: not an llmaudit JSON report (no schema_version/findings); pass the file written by `llmaudit analyze --json`"
+        )
     version = str(raw["schema_version"])
     if _major(version) != _major(SCHEMA_VERSION):
         raise BaselineError(

@@ -30,11 +30,14 @@ DELTA_ROWS = 25
 FEATURE_ROWS = 15
 _NOTE_RESERVE = 400  # room kept for the closing "left out" note
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|~#!+\-.()$^=])")
+# Inline Markdown that can change meaning mid-line (code, emphasis, links, table cells, strike, math).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
+# At the start of a line these make headings, lists, block quotes or rules.
+_LINE_START = re.compile(r"^(?:([#+\-=])|(\d+)([.)]))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
-def md(value, limit: int = CELL) -> str:
+def md(value, limit: int = CELL, *, line_start: bool = False) -> str:
     """Telemetry text as inert inline Markdown: one line, capped, HTML-escaped, Markdown-escaped."""
     text = "" if value is None else str(value)
     text = _CONTROL.sub(" ", text).strip()
@@ -43,8 +46,10 @@ def md(value, limit: int = CELL) -> str:
     # HTML first (so our own backslashes are not touched), then Markdown punctuation.
     text = html.escape(text, quote=True)
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    if line_start:  # only where the text begins a line; mid-line "1." or "-" mean nothing
+        text = _LINE_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3), text)
     # A zero-width space stops GitHub from turning telemetry into @mentions and autolinks.
-    text = text.replace("@", "@\u200b").replace(":/", ":\u200b/").replace("www\\.", "www\u200b\\.")
+    text = text.replace("@", "@\u200b").replace(":/", ":\u200b/").replace("www.", "www\u200b.")
     return text or " "
 
 
@@ -74,10 +79,10 @@ def num(value) -> str:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
     if isinstance(value, float):
-        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.2f}"
     return md(value, DETAIL_VALUE)
 
 
@@ -151,11 +156,15 @@ def _measured_cell(f: Finding) -> str:
 def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
     t = doc.totals
     spend = usd(t.spend_usd)
-    lines = [f"## llmaudit: {spend} spend, {usd(t.estimated_waste_usd_per_month)}/month estimated waste\n\n"]
+    count = f"{t.findings:,} finding{'' if t.findings == 1 else 's'}"
+    waste = f"{usd(t.estimated_waste_usd_per_month)}/month estimated waste"
+    title = f"{spend} spend, {waste}, {count}" if t.spend_usd is not None else f"{count}, {waste} (spend unpriced)"
+    lines = [f"## llmaudit: {title}\n\n"]
     if doc.window.start is not None:
         lines.append(
             f"Window {doc.window.start:%Y-%m-%d %H:%M} → {doc.window.end:%Y-%m-%d %H:%M} UTC "
-            f"({doc.window.days or 0:.1f} days), {len(doc.inputs):,} input files, llmaudit {md(doc.tool.get('version'))}.\n\n"
+            f"({doc.window.days or 0:.1f} days), {len(doc.inputs):,} input file{'' if len(doc.inputs) == 1 else 's'}, "
+            f"llmaudit {md(doc.tool.get('version'))}.\n\n"
         )
     else:
         lines.append("No spans in the input.\n\n")
@@ -177,7 +186,10 @@ def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
                 "Requests": "requests", "LLM calls": "llm_calls"}
         for row in rows:
             d: Delta | None = base.get(keys.get(row[0], ""))
-            if d is None:
+            if row[0] == "Tokens in / out":
+                i, o = base["input_tokens"], base["output_tokens"]
+                row += [f"{num(i.baseline)} / {num(o.baseline)}", f"{signed_int(i.change)} / {signed_int(o.change)}"]
+            elif d is None:
                 row += ["", ""]
             elif keys[row[0]] in ("findings", "requests", "llm_calls"):
                 row += [num(d.baseline), signed_int(d.change)]
@@ -186,8 +198,9 @@ def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
         lines.append(table(["", "this run", "baseline", "change"], rows, ["l", "r", "r", "r"]))
     else:
         lines.append(table(["", "this run"], rows, ["l", "r"]))
-    for key, value in doc.extras.get("headline", {}).items():
-        lines.append(f"\n{md(key)}: {md(value, 200)}  ")
+    headline = list(doc.extras.get("headline", {}).items())[:20]  # other modules' one-liners (billing, GPU)
+    if headline:
+        lines.append("\n" + "  \n".join(f"{md(k, line_start=True)}: {md(v, 200)}" for k, v in headline) + "\n")
     if doc.extras.get("redaction"):
         lines.append("\n_Tenant and user names are pseudonymised (--redact)._\n")
     return "".join(lines) + "\n"
@@ -228,7 +241,8 @@ def _baseline_section(budget: _Budget, cmp: Comparison) -> None:
         budget.add("\n#### Still open, waste changed\n\n")
         rows = [[_severity(u.severity), md(f"{u.rule_id} {u.rule_name}"), md(scope_text(u.scope)),
                  usd(u.waste_usd_per_month.current), signed_usd(u.waste_usd_per_month.change)] for u in moved]
-        _capped_table(budget, ["severity", "rule", "scope", "waste/month", "change"], rows, align, DELTA_ROWS, "changed findings")
+        _capped_table(budget, ["severity", "rule", "scope", "waste/month", "change"], rows, ["l", "l", "l", "r", "r"], DELTA_ROWS,
+                      "changed findings")
     features = [f for f in cmp.by_feature if f.spend_usd.change or f.waste_usd_per_month.change or f.tokens.change
                 or f.presence != "both"]
     if features:
@@ -250,6 +264,9 @@ def _detail(f: Finding, index: int) -> str:
     parts = [
         f"<details><summary>{summary}</summary>\n\n",
         f"**{md(f.title, 200)}**\n\n{md(f.message, 500)}\n\n",
+        "Where: " + " · ".join(f"{name} {md(value, 200)}" for name, value in
+                               (("service", f.scope.service), ("feature", f.scope.feature), ("model", f.scope.model),
+                                ("tenant", f.scope.tenant)) if value is not None) + "\n\n",
         table(["evidence", "value"], rows, ["l", "r"]) if rows else "",
         f"\nFingerprint `{f.fingerprint}` · confidence {f.confidence}",
     ]
@@ -261,7 +278,7 @@ def _detail(f: Finding, index: int) -> str:
         + (f", {w.gpu_hours:,.3f} GPU-hours" if w.gpu_hours is not None else "")
         + f" ({md(w.extrapolation, 200)}). Measured: {_measured_cell(f)}.\n\n"
     )
-    parts.append(f"**Fix:** {md(f.remediation, 1200)}\n\n</details>\n")
+    parts.append(f"**Fix:** {md(f.remediation, 1200)}\n\n</details>\n\n")
     return "".join(parts)
 
 
@@ -302,7 +319,7 @@ def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
         budget.add("\n</details>\n")
 
     if findings:
-        budget.add(f"\n### Details\n\n")
+        budget.add("\n### Details\n\n")
         shown = 0
         for i, f in enumerate(findings, 1):
             block = _detail(f, i)
