@@ -32,6 +32,8 @@ err = Console(stderr=True, highlight=False)
 
 DbOption = typer.Option(None, "--db", help="DuckDB store file (created if missing). Default: a temporary store.")
 ConfigOption = typer.Option(None, "--config", help="Config file (default: ./llmaudit.toml or [tool.llmaudit] in ./pyproject.toml).")
+PricesOption = typer.Option(None, "--prices", help="A price file overriding and extending the bundled catalog (see `llmaudit pricing`).")
+AcceleratorOption = typer.Option(None, "--accelerator", help="Price self-hosted GPU time as this GPU (e.g. H100) instead of the one in the metrics.")
 
 
 def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
@@ -39,11 +41,28 @@ def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings(config: Optional[Path]) -> Settings:
+def _settings(config: Optional[Path], prices: Optional[Path] = None, accelerator: Optional[str] = None) -> Settings:
+    """Config file settings, with --prices/--accelerator on top; the price catalog is checked here so
+    that a bad price file fails before any work (exit 2, naming the file and entry)."""
+    from llmaudit.pricing.catalog import PriceError, load_catalog
+
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except ConfigError as exc:
         raise fail(str(exc))
+    if prices is not None:
+        if not prices.is_file():
+            raise fail(f"{prices}: no such price file")
+        settings.prices = prices
+    if accelerator is not None:
+        settings.accelerator = accelerator
+    try:
+        catalog = load_catalog(settings=settings)
+    except PriceError as exc:
+        raise fail(str(exc))
+    if settings.accelerator and catalog.gpu(settings.accelerator) is None:
+        raise fail(f"--accelerator {settings.accelerator!r}: no GPU-hour price for it (see `llmaudit pricing list`)")
+    return settings
 
 
 @contextmanager
@@ -102,12 +121,14 @@ def ingest(
     fmt: Optional[str] = typer.Option(None, "--format", help="Force one input format (e.g. otlp-jsonl) instead of detecting it per file."),
     strict: bool = typer.Option(False, "--strict", help="Any rejected record fails its file (nothing stored from it) and exits 2."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    prices: Optional[Path] = PricesOption,
+    accelerator: Optional[str] = AcceleratorOption,
     config: Optional[Path] = ConfigOption,
 ):
     """Read traces, billing exports and metrics into a DuckDB store."""
     from llmaudit.report.terminal import print_ingest
 
-    settings = _settings(config)
+    settings = _settings(config, prices, accelerator)
     with open_store(db) as store:
         report = run_ingest(store, paths, fmt=fmt, strict=strict, quiet=quiet, settings=settings)
         if not quiet:
@@ -215,13 +236,15 @@ def analyze(
     input_format: Optional[str] = typer.Option(None, "--input-format", help="Force one input format (e.g. otlp-jsonl)."),
     strict: bool = typer.Option(False, "--strict", help="Any rejected record is an input error (exit 2)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no ingest summary."),
+    prices: Optional[Path] = PricesOption,
+    accelerator: Optional[str] = AcceleratorOption,
     config: Optional[Path] = ConfigOption,
 ):
     """Ingest PATHs, run the audit rules, and report findings by dollar impact."""
     from llmaudit.report.terminal import print_ingest
 
     _check_output_flags(output_format, fail_on, fail_on_new, baseline)
-    settings = _settings(config)
+    settings = _settings(config, prices, accelerator)
     with open_store(db) as store:
         report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings)
         if strict and report.failed_strict:
@@ -252,20 +275,30 @@ def report(
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
     verbose: bool = VerboseOption,
+    prices: Optional[Path] = PricesOption,
+    accelerator: Optional[str] = AcceleratorOption,
     config: Optional[Path] = ConfigOption,
 ):
     """Render the audit of a stored database (no ingest): terminal, JSON, Markdown, HTML."""
+    from llmaudit.normalize.derive import derive
+
     _check_output_flags(output_format, fail_on, fail_on_new, baseline)
     if not db.exists():
         raise fail(f"{db}: no such store")
-    settings = _settings(config)
+    settings = _settings(config, prices, accelerator)
     with open_store(db) as store:
+        if prices is not None or accelerator is not None:
+            derive(store, settings)  # price again with what was asked for
         doc = _audit_document(store, settings, sets, rule_dirs)
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
                      verbose=verbose)
     raise typer.Exit(code)
 
+
+from llmaudit.cli_pricing import pricing_app  # noqa: E402  (sub-command groups register below the root)
+
+app.add_typer(pricing_app, name="pricing")
 
 rules_app = typer.Typer(help="List, document and self-test the audit rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     rules: list[Path] = Field(default_factory=list, description="extra rule folders")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="rule parameter overrides")
     prices: Path | None = Field(default=None, description="a price catalog file overriding the bundled one")
+    accelerator: str | None = Field(default=None, description="price self-hosted GPU time as this GPU (e.g. H100) "
+                                    "instead of the GPU model named in the metrics")
     source: str | None = Field(default=None, exclude=True)
 
 

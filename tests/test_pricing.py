@@ -235,15 +235,18 @@ def test_override_prices_flow_into_calls(tmp_path, db):
 
 # ----------------------------------------------------------------------------------- self-hosted
 
-def add_gpu_samples(store, samples):
-    """samples: (time, host, device, GPU model name, metric, value) as a DCGM exporter scrape gives
-    them, stored the way the metrics readers store samples (schema_metrics.sql)."""
-    rows = []
+def add_gpu_samples(store, tmp_path, samples):
+    """samples: (time, host, device, GPU model name, metric, value), written as DCGM exporter scrapes
+    (Prometheus text with millisecond timestamps) and ingested by the metrics reader."""
+    lines = []
     for time, host, device, gpu, metric, value in samples:
-        labels = {"Hostname": host, "gpu": device, "modelName": gpu}
-        rows.append((0, time, metric, value, host, device, json.dumps(labels, sort_keys=True), "dcgm",
-                     f"{metric}|{host}|{device}"))
-    store.con.executemany("INSERT INTO metric_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        ms = int((time - datetime(1970, 1, 1)).total_seconds() * 1000)
+        lines.append(f'{metric}{{gpu="{device}",UUID="GPU-{host}-{device}",device="nvidia{device}",'
+                     f'modelName="{gpu}",Hostname="{host}"}} {value} {ms}')
+    path = tmp_path / "dcgm.prom"
+    path.write_text("# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n# TYPE DCGM_FI_PROF_SM_ACTIVE gauge\n" + "\n".join(lines) + "\n")
+    report = Ingestor(store, workers=1).run(expand_paths([str(path)]))
+    assert (report.files[0].format, report.files[0].rejects) == ("prom-text", 0)
 
 
 def self_hosted_traces():
@@ -262,7 +265,7 @@ def test_self_hosted_without_gpu_data_is_unpriced(tmp_path, db, catalog):
     assert (result.self_hosted_calls, result.self_hosted_priced) == (3, 0)
 
 
-def gpu_fleet(name, hosts=(("node-1", "GPU-a"), ("node-1", "GPU-b"))):
+def gpu_fleet(name, hosts=(("node-1", "0"), ("node-1", "1"))):
     t0 = datetime(2025, 11, 9) - timedelta(seconds=60)
     return [(t0 + timedelta(seconds=15 * i), host, dev, name, metric, 50.0)
             for i in range(13) for host, dev in hosts for metric in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_PROF_SM_ACTIVE")]
@@ -270,7 +273,7 @@ def gpu_fleet(name, hosts=(("node-1", "GPU-a"), ("node-1", "GPU-b"))):
 
 def test_self_hosted_priced_from_gpu_hours_by_duration(tmp_path, db, catalog):
     load(db, tmp_path, self_hosted_traces())
-    add_gpu_samples(db, gpu_fleet("NVIDIA H100 80GB HBM3"))
+    add_gpu_samples(db, tmp_path, gpu_fleet("NVIDIA H100 80GB HBM3"))
     result = price(db, catalog)
     # Two GPUs present for the whole 10 s window of the calls, at the H100 hourly price.
     total = 2 * 10 / 3600 * catalog.gpu("H100").price.usd_per_hour
@@ -286,7 +289,7 @@ def test_self_hosted_priced_from_gpu_hours_by_duration(tmp_path, db, catalog):
 
 def test_self_hosted_accelerator_named_by_caller(tmp_path, db, catalog):
     load(db, tmp_path, self_hosted_traces())
-    add_gpu_samples(db, gpu_fleet("Some Future GPU", hosts=(("node-1", "GPU-a"),)))
+    add_gpu_samples(db, tmp_path, gpu_fleet("Some Future GPU", hosts=(("node-1", "0"),)))
     price(db, catalog)
     assert db.scalar("SELECT DISTINCT price_source FROM llm_calls") == \
         "self-hosted: no GPU-hour price for Some Future GPU (name an accelerator)"

@@ -36,23 +36,10 @@ class Format:
 
 
 def all_formats() -> list[Format]:
-    from llmaudit.ingest import traces
+    """Every reader's formats, most specific first (detection takes the first that claims a file)."""
+    from llmaudit.ingest import billing, metrics, traces
 
-    formats = list(traces.FORMATS)
-    for module in _optional_modules():
-        formats.extend(module.FORMATS)
-    return formats
-
-
-def _optional_modules():
-    import importlib
-
-    for name in ("llmaudit.ingest.billing", "llmaudit.ingest.metrics"):
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+    return [*traces.FORMATS, *billing.FORMATS, *metrics.FORMATS]
 
 
 def by_name(name: str) -> Format:

@@ -375,8 +375,23 @@ def derive(store: Store, settings: Settings) -> None:
                 f"""UPDATE {table} SET feature = r.feature, tenant = r.tenant
                     FROM requests r WHERE r.trace_id = {table}.trace_id"""
             )
+        _price(con, settings)
         version = con.execute("SELECT coalesce(max(file_id), 0) FROM ingest_log").fetchone()[0]
         con.execute("INSERT OR REPLACE INTO meta VALUES ('derived_from_file_id', ?)", [str(version)])
+
+
+def _price(con, settings: Settings) -> None:
+    """Prices are derived data too: every call priced from the catalog, the bill reconciled."""
+    from llmaudit.pricing.catalog import load_catalog
+    from llmaudit.pricing.cost import create_cost_views, price_calls, reconcile
+
+    catalog = load_catalog(settings=settings)
+    price_calls(con, catalog, accelerator=settings.accelerator)
+    if con.execute("SELECT count(*) FROM billing").fetchone()[0]:
+        reconcile(con, catalog)
+    create_cost_views(con)
+    con.execute("INSERT OR REPLACE INTO meta VALUES ('prices_as_of', ?), ('prices_source', ?)",
+                [str(catalog.as_of), f"{catalog.source}" + (f"; overridden by {catalog.override_path}" if catalog.override_path else "")])
 
 
 def ensure_derived(store: Store, settings: Settings) -> None:

@@ -64,7 +64,8 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def _sd(xs: list[float]) -> float | None:
-    return statistics.stdev(xs) if len(xs) > 1 else (0.0 if xs else None)
+    """Sample standard deviation; None for fewer than two values (one run says nothing of spread)."""
+    return statistics.stdev(xs) if len(xs) > 1 else None
 
 
 def _r(x, nd=6):
@@ -141,7 +142,8 @@ def measure(result: ReplayResult, baseline: Workload, remediated: Workload, pric
             factor = DAYS_PER_MONTH / window_days
             gpu_s_month = gpu_s_window * factor
             usd_month = gpu_s_month * price.usd_per_hour / 3600.0
-            spread_month = (sd_saved or 0.0) * production * factor * price.usd_per_hour / 3600.0
+            if sd_saved is not None:
+                spread_month = sd_saved * production * factor * price.usd_per_hour / 3600.0
             assumptions.append(f"linear: {window_days:.3g} days observed, scaled to {DAYS_PER_MONTH:.0f} days")
         else:
             assumptions.append("no observed window: no monthly figure")

@@ -5,9 +5,14 @@ the engine (scheduling, batching, prefix caching, prefill vs decode cost), not w
 A model with random weights exercises all of that; it only has to be a real architecture vLLM loads.
 
 Run it with the python of the vLLM environment (it needs torch, transformers and tokenizers, which
-llmaudit itself does not depend on):
+llmaudit itself does not depend on); as a script it imports nothing from llmaudit, so llmaudit
+need not be installed there:
 
-    .venv-vllm/bin/python -m llmaudit.replay.tiny_model OUT_DIR [--hidden 256 --layers 4]
+    .venv-vllm/bin/python llmaudit/replay/tiny_model.py OUT_DIR [--hidden 256 --layers 4]
+
+The defaults (vocabulary 2,048, hidden size 256, 4 layers, about 3.7 M parameters, 7 MB, built in
+about 8 s) make prompt length show clearly in busy time on a CPU: with a smaller model the fixed
+per-request overhead hides it.
 
 Everything is deterministic: the tokenizer is trained on a corpus generated from a fixed seed (not
 on files that differ per machine) and the weights come from a seeded generator, so the same options
@@ -47,7 +52,7 @@ def synthetic_corpus(lines: int = 4000, seed: int = 0) -> list[str]:
     return out
 
 
-def build(out_dir: str | Path, *, vocab_size: int = 2048, hidden: int = 128, layers: int = 2, heads: int = 4,
+def build(out_dir: str | Path, *, vocab_size: int = 2048, hidden: int = 256, layers: int = 4, heads: int = 4,
           max_positions: int = 4096, seed: int = 0) -> dict:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     import torch
@@ -85,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir")
     p.add_argument("--vocab", type=int, default=2048)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--max-positions", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
