@@ -242,17 +242,16 @@ def _label_workloads(paths: list[Path]):
 
 def _print_runs(result) -> None:
     t = Table(show_edge=False, title=f"runs ({result.replay_id}, seed {result.config.seed})")
-    cols = ("#", "variant", "ok/sent", "errors", "prompt tok", "server prompt tok", "busy s", "GPU-s/req",
-            "req/s", "goodput/s", "TTFT p50", "TTFT p99", "ITL p50", "e2e p50", "e2e p99", "KV max")
+    cols = ("#", "variant", "ok/sent", "prompt tok", "busy s", "GPU-s/req", "req/s", "goodput/s", "TTFT p50",
+            "TTFT p99", "ITL p50", "e2e p50", "e2e p99")
     for c in cols:
-        t.add_column(c, justify="left" if c == "variant" else "right")
+        t.add_column(c, justify="left" if c == "variant" else "right", no_wrap=True)
     for r in result.runs:
         s = r.summary
         t.add_row(str(r.run_index), r.variant + (" (cut short)" if r.interrupted else ""), f"{s['ok']}/{s['sent']}",
-                  _fmt(s["errors"]), _fmt(s["prompt_tokens"]), _fmt(r.server.get("prompt_tokens"), 0),
-                  _fmt(r.busy_s, 2), _fmt(r.gpu_seconds_per_request, 4), _fmt(s["throughput_rps"], 2),
-                  _fmt(s["goodput_rps"], 2), _fmt(s["ttft_p50_s"]), _fmt(s["ttft_p99_s"]), _fmt(s["itl_p50_s"], 4),
-                  _fmt(s["e2e_p50_s"]), _fmt(s["e2e_p99_s"]), _fmt(r.sampled.get("kv_cache_usage_max"), 2))
+                  _fmt(s["prompt_tokens"]), _fmt(r.busy_s, 2), _fmt(r.gpu_seconds_per_request, 4),
+                  _fmt(s["throughput_rps"], 2), _fmt(s["goodput_rps"], 2), _fmt(s["ttft_p50_s"]), _fmt(s["ttft_p99_s"]),
+                  _fmt(s["itl_p50_s"], 4), _fmt(s["e2e_p50_s"]), _fmt(s["e2e_p99_s"]))
     out.print(t)
     for r in result.runs:
         if r.summary["errors"]:

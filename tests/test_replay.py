@@ -267,7 +267,7 @@ def test_history_twin_caps_resent_history(tmp_path):
 
 def test_unreplayable_finding_says_why(tmp_path):
     with store_with(tmp_path, "LLMA003/positive.jsonl") as store:
-        f = finding_of(store, "LLMA011")
+        f = find_finding(store, "LLMA003").model_copy(update={"category": "model_routing"})
         with pytest.raises(BuildError, match="not replayable as a traffic change"):
             build(store, f)
         with pytest.raises(BuildError, match="no finding 'NOPE'"):

@@ -129,7 +129,7 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
             cols.status_message.append(status_message)
             cols.service.append(service)
             cols.scope_name.append(scope_name)
-            cols.attributes.append(orjson.dumps(attrs).decode())
-            cols.resource_attributes.append(res_json)
+            cols.attributes.append(orjson.dumps(attrs))
+            cols.resource_ids.append(cols.resource_index(res_json))
             cols.events.append(events)
     return cols, rejects, seen

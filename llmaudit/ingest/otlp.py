@@ -158,7 +158,7 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
     a_name, a_kind, a_start, a_end = cols.name.append, cols.kind.append, cols.start_us.append, cols.end_us.append
     a_scode, a_smsg = cols.status_code.append, cols.status_message.append
     a_service, a_scope, a_events = cols.service.append, cols.scope_name.append, cols.events.append
-    a_attrs, a_res = cols.attributes.append, cols.resource_attributes.append
+    a_attrs, a_res = cols.attributes.append, cols.resource_ids.append
     dumps = orjson.dumps
     for ri, rs in enumerate(resource_spans):
         try:
@@ -170,7 +170,7 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
             rejects.append(Reject(line, offset, f"resourceSpans[{ri}]", f"bad resource: {exc}"))
             continue
         service = r_attrs.get("service.name")
-        r_json = dumps(r_attrs).decode()
+        r_id = cols.resource_index(dumps(r_attrs).decode())
         scope_spans = _field(rs, "scopeSpans", "scope_spans")
         if scope_spans is None:
             scope_spans = _field(rs, "instrumentationLibrarySpans", "instrumentation_library_spans") or []
@@ -215,7 +215,7 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
                         code = code.lower().removeprefix("status_code_")
                     else:
                         raise BadRecord(f"bad status code {code!r:.20}")
-                    attrs = dumps(_attributes(sp.get("attributes"))).decode()
+                    attrs = dumps(_attributes(sp.get("attributes")))
                     events = _events(sp.get("events"))
                     name = sp.get("name")
                 except (BadRecord, AttributeError, TypeError, ValueError, KeyError) as exc:
@@ -236,7 +236,7 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
                 a_scope(scope_name)
                 a_events(events)
                 a_attrs(attrs)
-                a_res(r_json)
+                a_res(r_id)
     return seen
 
 

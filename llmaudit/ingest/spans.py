@@ -30,7 +30,7 @@ SPAN_SCHEMA = pa.schema(
         ("service", pa.string()),
         ("scope_name", pa.string()),
         ("attributes", pa.string()),
-        ("resource_attributes", pa.string()),
+        ("resource_attributes", pa.dictionary(pa.int32(), pa.string())),
         ("events", pa.string()),
         ("file_id", pa.int32()),
     ]
@@ -98,9 +98,17 @@ class SpanColumns:
         self.status_message: list = []
         self.service: list = []
         self.scope_name: list = []
-        self.attributes: list = []  # JSON object text per span
-        self.resource_attributes: list = []
+        self.attributes: list = []  # JSON object per span, as UTF-8 bytes (orjson's output, not decoded)
+        # Spans of one resource share its attributes: stored once, referenced by index.
+        self.resource_ids: list = []
+        self._resources: dict[str, int] = {}
         self.events: list = []
+
+    def resource_index(self, resource_json: str) -> int:
+        index = self._resources.get(resource_json)
+        if index is None:
+            index = self._resources[resource_json] = len(self._resources)
+        return index
 
     def __len__(self) -> int:
         return len(self.trace_id)
@@ -124,8 +132,8 @@ class SpanColumns:
                 pa.array(self.status_message, pa.string()),
                 pa.array(self.service, pa.string()),
                 pa.array(self.scope_name, pa.string()),
-                pa.array(self.attributes, pa.string()),
-                pa.array(self.resource_attributes, pa.string()),
+                pa.array(self.attributes, pa.binary()).cast(pa.string()),
+                pa.DictionaryArray.from_arrays(pa.array(self.resource_ids, pa.int32()), pa.array(list(self._resources), pa.string())),
                 pa.array(self.events, pa.string()),
                 pa.array([file_id] * n, pa.int32()),
             ],

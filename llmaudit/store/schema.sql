@@ -48,8 +48,8 @@ CREATE TABLE IF NOT EXISTS spans (
     status_message      VARCHAR,
     service             VARCHAR,            -- resource service.name (Jaeger process / Zipkin localEndpoint)
     scope_name          VARCHAR,
-    attributes          JSON,
-    resource_attributes JSON,
+    attributes          VARCHAR,            -- JSON text (VARCHAR: JSON-typed columns re-validate on insert)
+    resource_attributes VARCHAR,
     events              VARCHAR,            -- JSON list [{name, time_ns, attributes}], NULL if none
     file_id             INTEGER             -- ingest_log.file_id; (trace_id, span_id) is unique
 );
