@@ -652,6 +652,10 @@ def test_vllm_replay_of_oversized_top_k_measures_the_saving(vllm, tmp_path):
         assert r["server"]["prompt_tokens"] == expected
         assert r["server"]["generation_tokens"] == 40 * 180
     measured = doc["measured"]
+    print("\nLLMA003 replay on the tiny model:", json.dumps({r["variant"] + str(r["repeat"]): {
+        "prompt_tokens": r["summary"]["prompt_tokens"], "busy_s": round(r["busy_s"], 2)} for r in runs}),
+        "saved GPU-s/request", measured["gpu_seconds_saved_per_request"], "usd/month", measured["usd_per_month"],
+        "+-", measured["usd_per_month_spread"])
     assert measured["detail"]["prompt_tokens_reduction"]["saved"] == finding.waste.tokens == 81600
     # Busy time: lower for the remediated run in every repeat.
     by_rep = {}
@@ -688,8 +692,10 @@ def test_vllm_shared_prefix_groups_hit_the_prefix_cache(vllm):
     res = replay_runs([("shared", wl(True)), ("unique", wl(False))],
                       ReplayConfig(endpoint=vllm, repeats=1, warmup=0, cooldown_s=0.2))
     shared, unique = res.runs
-    assert shared.summary["prompt_tokens"] == unique.summary["prompt_tokens"] == 12 * 512
-    # The 11 requests after the first find the group's 448-token prefix (in 16-token blocks) cached.
-    assert shared.server["prefix_cache_hits"] >= 11 * 432
-    assert unique.server["prefix_cache_hits"] < 16 * 12   # unrelated prompts: next to nothing
-    assert shared.server["prompt_tokens"] == 12 * 512
+    assert shared.summary["prompt_tokens"] == unique.summary["prompt_tokens"] == 12 * 640
+    assert shared.server["prompt_tokens"] == unique.server["prompt_tokens"] == 12 * 640
+    # The requests after the first find the group's 512-token prefix cached (512 is a whole number of
+    # KV blocks for every block size vLLM uses: 16 on GPUs, 128 on CPUs). One may run beside the
+    # first before its prefix is cached.
+    assert shared.server["prefix_cache_hits"] >= 10 * 512, shared.server
+    assert unique.server["prefix_cache_hits"] == 0, unique.server   # unrelated prompts share nothing
