@@ -301,7 +301,8 @@ def test_llma004_ten_retries_in_fifty_calls_is_a_storm(tmp_path):
     f = findings[0]
     ev = f.evidence
     assert (ev["calls"], ev["retries"], ev["retry_ratio"], ev["storm_windows"], ev["duration_minutes"]) == (50, 10, 0.2, 1, 10)
-    assert (ev["wasted_attempts"], ev["billed_failed_attempts"], ev["retries_after_timeout"]) == (10, 10, 10)
+    assert (ev["resent_failed_attempts"], ev["billed_failed_attempts"], ev["retries_after_timeout"]) == (10, 10, 10)
+    assert ev["final_failures"] == 0
     assert ev["storm_start"] == "2025-11-09 00:00" and ev["load_amplification"] == 1.25
     assert str(f.scope.window_start) == "2025-11-09 00:00:00" and str(f.scope.window_end) == "2025-11-09 00:10:00"
     assert f.waste.tokens == 12_000
@@ -422,6 +423,61 @@ def test_llma008_warm_call_edges(tmp_path):
     assert audit(tmp_path / "b", _prefixed("b", 20, 0), "LLMA008") == []
     assert audit(tmp_path / "c", _prefixed("c", 40, 0, step_ms=360_000), "LLMA008") == []
     assert len(audit(tmp_path / "d", _prefixed("d", 40, 0, step_ms=360_000), "LLMA008", cache_ttl_minutes=6)) == 1
+
+
+CHUNK = " ".join(["cache"] * 120)  # 120 tokens in cl100k
+
+
+def test_llma008_retrieved_context_is_not_part_of_the_prefix(tmp_path):
+    """30 RAG requests a minute apart: 8 retrieved chunks of 120 tokens (content captured) go into a
+    gpt-4o call of 1200 + 960 + (20 + i mod 30) tokens. The fixed part is 1,220..1,249 tokens (the
+    chunks are not shared), so the prefix is 1,220, not 2,180: 29 warm calls x 1,220 = 35,380 tokens,
+    $ = 35,380 x (2.50 - 1.25) / 1e6. No call anywhere reports cache reads: confidence and severity
+    low. Without the chunks' sizes (no content) the calls cannot be judged."""
+    def rag(tag, content):
+        out = []
+        for i in range(30):
+            t = request(f"p8r-{tag}-{i}", "kb-api", "/v1/kb", i * 60_000)
+            t.retrieval(8, [0.9 - 0.01 * j for j in range(8)], contents=[CHUNK] * 8 if content else None)
+            t.llm("gpt-4o", 1200 + 960 + 20 + i % 30, 200, at_ms=100)
+            out.append(t)
+        return out
+
+    f = audit(tmp_path, rag("a", True), "LLMA008")
+    assert len(f) == 1
+    ev = f[0].evidence
+    assert (ev["shared_prefix_tokens"], ev["median_input_tokens"], ev["warm_calls"]) == (1220, 2194.5, 29)
+    assert ev["below_cache_minimum"] is False and ev["provider_reports_cache"] is False
+    assert f[0].waste.tokens == 35_380
+    assert f[0].waste.usd == pytest.approx(round(35_380 * 1.25 / 1e6, 2))
+    assert (f[0].confidence, f[0].severity) == ("low", "low")
+    assert audit(tmp_path / "b", rag("b", False), "LLMA008") == []
+
+
+def test_llma008_prefix_under_the_cache_minimum(tmp_path):
+    """30 gpt-4o calls a minute apart with a 900-token fixed part (inputs 900..919), never cached: the
+    provider caches nothing under 1,024 tokens. Flagged (severity low) only when the store shows the
+    provider's cache reads elsewhere (here a gpt-4o-mini feature reading 1,920 of 2,048 tokens).
+    29 warm calls x 900 tokens x (2.50 - 1.25) / 1e6."""
+    short = []
+    for i in range(30):
+        t = request(f"p8s-{i}", "notes-api", "/v1/notes", i * 60_000)
+        t.llm("gpt-4o", 900 + i % 20, 150)
+        short.append(t)
+    cached = []
+    for i in range(30):
+        t = request(f"p8c-{i}", "mail-api", "/v1/mail", i * 60_000 + 30_000)
+        kw = {"gen_ai__usage__cache_read__input_tokens": 1920} if i else {}
+        t.llm("gpt-4o-mini", 2048 + i % 10, 100, **kw)
+        cached.append(t)
+    assert audit(tmp_path, short, "LLMA008") == []
+    f = audit(tmp_path / "b", short + cached, "LLMA008")
+    assert len(f) == 1
+    assert (f[0].scope.feature, f[0].scope.model) == ("/v1/notes", "gpt-4o")
+    assert f[0].evidence["below_cache_minimum"] is True and f[0].evidence["shared_prefix_tokens"] == 900
+    assert f[0].waste.tokens == 29 * 900
+    assert f[0].waste.usd == pytest.approx(round(29 * 900 * 1.25 / 1e6, 2))
+    assert (f[0].severity, f[0].confidence) == ("low", "medium")
 
 
 # -- LLMA012 resent-without-idempotency ----------------------------------------------------------------
