@@ -16,7 +16,6 @@ slower machine shows by how much it misses.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing as mp
 import socket

@@ -385,18 +385,38 @@ def run_cmd(
                          token_range=token_range)
     _print_runs(result)
     wl = dict(labeled)
-    measured = None
-    if "baseline" in wl and "remediated" in wl and result.runs:
-        measured = measure(result, wl["baseline"], wl["remediated"], price, gpus_per_server=gpus)
-        _print_measured(None, measured)
+    measured = finding = None
+    store = None
     if db is not None:
-        from llmaudit.store import Store
+        from llmaudit.store import Store, StoreError
 
-        with Store(db) as store:
-            save(store, result, measured=measured)
-        out.print(f"stored {len(result.runs)} run(s) in {db} (replay_runs, replay_requests)")
+        try:
+            store = Store(db)
+        except StoreError as exc:
+            raise _fail(str(exc))
+    try:
+        if "baseline" in wl and "remediated" in wl and result.runs:
+            fingerprint = wl["baseline"].header.finding
+            if store is not None and fingerprint:
+                # Workloads built from a finding: price and report the saving against that finding.
+                from llmaudit.replay.build import BuildError, find_finding
+
+                try:
+                    finding = find_finding(store, fingerprint)
+                except BuildError:
+                    err.print(f"note: finding {fingerprint} is not in {db}; runs are stored without it")
+            measured = measure(result, wl["baseline"], wl["remediated"], price, finding=finding, gpus_per_server=gpus)
+            _print_measured(finding, measured)
+        if store is not None:
+            keep = measured if measured and measured.gpu_seconds_saved_per_request is not None else None
+            save(store, result, finding=finding, measured=keep)
+            out.print(f"stored {len(result.runs)} run(s) in {db} (replay_runs, replay_requests"
+                      + (", replay_savings)" if keep is not None else ")"))
+    finally:
+        if store is not None:
+            store.close()
     if json_out:
-        json_out.write_text(_result_json(result, measured), encoding="utf-8")
+        json_out.write_text(_result_json(result, measured, finding), encoding="utf-8")
     _finish(result)
 
 

@@ -312,23 +312,24 @@ def retrievals_sql() -> str:
     )
     docs = conv["documents"]
 
+    # Document keys look like retrieval.documents.<i>.document.score: plain string tests select them
+    # (cheaper than a regular expression per key), the index is the text between prefix and suffix.
+    def _index(prefix: str) -> str:
+        return f"TRY_CAST(split_part(k[{len(prefix) + 1}:], '.', 1) AS INTEGER)"
+
     def doc_scores(spec) -> str:
-        prefix = re.escape(spec["prefix"])
-        suffix = re.escape(spec["score"])
-        pattern = sql_str(f"^{prefix}(\\d+){suffix}$")
-        # (index, score) pairs sorted by index, then the scores alone.
+        prefix, suffix = spec["prefix"], spec["score"]
         return (
-            f"list_transform(list_sort(list_transform(list_filter(_keys, lambda k: regexp_matches(k, {pattern})), "
-            f"lambda k: {{'i': CAST(regexp_extract(k, {pattern}, 1) AS INTEGER), "
+            f"list_transform(list_sort(list_transform(list_filter(_keys, lambda k: starts_with(k, {sql_str(prefix)}) "
+            f"AND ends_with(k, {sql_str(suffix)})), lambda k: {{'i': {_index(prefix)}, "
             f"'s': TRY_CAST(json_extract_string(attributes, '$.\"' || k || '\"') AS DOUBLE)}})), lambda x: x.s)"
         )
 
     def doc_count(spec) -> str:
-        prefix = re.escape(spec["prefix"])
-        pattern = sql_str(f"^{prefix}(\\d+)\\.")
+        prefix = spec["prefix"]
         return (
-            f"coalesce(list_max(list_transform(list_filter(_keys, lambda k: regexp_matches(k, {pattern})), "
-            f"lambda k: CAST(regexp_extract(k, {pattern}, 1) AS INTEGER))) + 1, 0)"
+            f"coalesce(list_max(list_transform(list_filter(_keys, lambda k: starts_with(k, {sql_str(prefix)})), "
+            f"lambda k: {_index(prefix)})) + 1, 0)"
         )
 
     col_sql = ",\n               ".join(f"{expr} AS {name}" for name, expr in cols.items())

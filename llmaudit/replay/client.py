@@ -239,6 +239,8 @@ class _Run:
             res.status, res.error = "cut", f"{type(exc).__name__}: {str(exc)[:200]}"
         except aiohttp.ClientError as exc:
             res.status, res.error = "client_error", f"{type(exc).__name__}: {str(exc)[:200]}"
+        except Exception as exc:  # noqa: BLE001 - one odd answer must not end the whole run
+            res.status, res.error = "bad_response", f"{type(exc).__name__}: {str(exc)[:200]}"
         finally:
             end = clock()
             res.end_s = end - self.t0

@@ -18,12 +18,14 @@ import math
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmaudit.findings.model import Finding, MeasuredSaving
-from llmaudit.replay.run import BUSY_METHOD, ReplayResult, RunRecord, pairs
-from llmaudit.replay.workload import Workload
 from llmaudit.store import Store
+
+if TYPE_CHECKING:  # the run machinery (aiohttp) is only imported by code that replays, not by reports
+    from llmaudit.replay.run import ReplayResult, RunRecord
+    from llmaudit.replay.workload import Workload
 
 DAYS_PER_MONTH = 30.0
 DEFAULT_GPU = "H100"
@@ -74,7 +76,7 @@ def _r(x, nd=6):
     return round(x, nd)
 
 
-def _variant_figures(runs: list[RunRecord]) -> dict[str, Any]:
+def _variant_figures(runs: list["RunRecord"]) -> dict[str, Any]:
     def mean_of(get):
         vals = [v for v in (get(r) for r in runs) if v is not None]
         return _r(_mean(vals))
@@ -104,10 +106,12 @@ def _variant_figures(runs: list[RunRecord]) -> dict[str, Any]:
     }
 
 
-def measure(result: ReplayResult, baseline: Workload, remediated: Workload, price: GpuHourPrice, *,
+def measure(result: "ReplayResult", baseline: "Workload", remediated: "Workload", price: GpuHourPrice, *,
             finding: Finding | None = None, window_days: float | None = None,
             gpus_per_server: float = 1.0) -> MeasuredSaving:
     """The measured saving of remediated over baseline, scaled to production and priced."""
+    from llmaudit.replay.run import BUSY_METHOD, pairs
+
     done = pairs(result)
     n_base = len(baseline.requests)
     per_rep = [(a.gpu_seconds - b.gpu_seconds) / n_base for a, b in done]
@@ -191,7 +195,7 @@ def _reduction(a, b):
 
 # ---------------------------------------------------------------- store
 
-def save(store: Store, result: ReplayResult, *, finding: Finding | None = None,
+def save(store: Store, result: "ReplayResult", *, finding: Finding | None = None,
          measured: MeasuredSaving | None = None) -> None:
     """Runs, their requests and the measured saving, in one transaction."""
     fp = finding.fingerprint if finding else None
@@ -221,7 +225,7 @@ _RUN_COLUMNS = (
 )
 
 
-def _insert_run(con, r: RunRecord, fp, rule, cat) -> None:
+def _insert_run(con, r: "RunRecord", fp, rule, cat) -> None:
     s = r.summary
     values = [r.replay_id, r.run_index, r.repeat, r.variant, fp, rule, cat, r.workload, r.workload_sha256,
               r.endpoint, r.model, r.started_at, r.interrupted, s["requests"], s["ok"], s["errors"],

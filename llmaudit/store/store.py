@@ -33,7 +33,7 @@ class Store:
         self.path = Path(path)
         config = {
             # Bounded memory: DuckDB spills to disk beyond this instead of growing with the input.
-            "memory_limit": os.environ.get("LLMAUDIT_MEMORY_LIMIT", "512MB"),
+            "memory_limit": os.environ.get("LLMAUDIT_MEMORY_LIMIT", "1GB"),
             # Row order inside tables carries no meaning here (every reader sorts), and keeping it
             # costs memory on large inserts.
             "preserve_insertion_order": False,
