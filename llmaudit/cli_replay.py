@@ -99,10 +99,12 @@ def _server(endpoint: Optional[str], launch: Optional[str], launch_timeout: floa
     if not launch:
         yield endpoint
         return
+    from llmaudit.replay.client import _base
+
     url = endpoint or endpoint_from_command(launch)
-    err.print(f"starting server: {launch}\nwaiting for {url}/health (up to {launch_timeout:g} s)")
+    err.print(f"starting server: {launch}\nwaiting for {_base(url)}/health (up to {launch_timeout:g} s)")
     try:
-        with launched(launch, url, timeout_s=launch_timeout) as srv:
+        with launched(launch, _base(url), timeout_s=launch_timeout) as srv:
             err.print(f"server healthy after {srv.started_s:.0f} s (log: {srv.log_path})")
             yield url
         err.print("server stopped")
@@ -168,6 +170,13 @@ def _fmt(x: Any, nd: int = 3) -> str:
     if isinstance(x, int):
         return f"{x:,}"
     return str(x)
+
+
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "-"
+    # Small replayed samples give small sums: show them, rather than $0.00.
+    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}"
 
 
 def _print_workloads(built) -> None:
@@ -287,12 +296,13 @@ def _print_measured(finding, measured) -> None:
     row("prefix cache hit rate", "prefix_cache_hit_rate")
     out.print(t)
     est = finding.waste.usd_per_month if finding else None
-    spread = f" ± ${measured.usd_per_month_spread:,.2f}" if measured.usd_per_month_spread is not None else ""
+    spread = f" ± {_usd(measured.usd_per_month_spread)}" if measured.usd_per_month_spread is not None else ""
     out.print(f"saved GPU-seconds per request: {_fmt(measured.gpu_seconds_saved_per_request, 4)} "
               f"(each pair: {', '.join(_fmt(x, 4) for x in d['gpu_seconds_saved_per_request_each'])}); "
               f"busy time {_fmt((d['busy_time_reduction'] or 0) * 100, 1)}% lower")
-    measured_txt = f"${measured.usd_per_month:,.2f}{spread} per month" if measured.usd_per_month is not None else "no monthly figure"
-    est_txt = f"${est:,.2f} per month" if est is not None else "none (unpriced)"
+    measured_txt = (f"{_usd(measured.usd_per_month)}{spread} per month (GPU time)" if measured.usd_per_month is not None
+                    else "no monthly figure")
+    est_txt = f"{_usd(est)} per month ({finding.rule_id}'s estimate)" if est is not None else "none (unpriced)"
     out.print(f"[bold]measured saving:[/] {measured_txt}   [bold]estimated waste:[/] {est_txt}", markup=True)
     out.print("assumptions:")
     for a in d["assumptions"]:

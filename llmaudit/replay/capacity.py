@@ -160,6 +160,8 @@ def provisioned_from(evidence: dict[str, Any]) -> float | None:
 def replicas(peak_rps: float | None, capacity_rps: float | None, provisioned: float | None, *,
              headroom: float = 0.0, gpus_per_replica: float = 1.0, gpu_hour_usd: float | None = None) -> dict[str, Any]:
     """Replicas the peak needs vs provisioned, and what the idle ones cost per month."""
+    if provisioned is not None and float(provisioned).is_integer():
+        provisioned = int(provisioned)
     out: dict[str, Any] = {"peak_rps": peak_rps, "capacity_rps_per_replica": capacity_rps, "headroom": headroom,
                            "provisioned": provisioned, "needed": None, "idle": None, "idle_usd_per_month": None}
     if peak_rps is None or not capacity_rps:

@@ -179,8 +179,9 @@ def measure(result: "ReplayResult", baseline: "Workload", remediated: "Workload"
         "assumptions": assumptions,
     }
     return MeasuredSaving(
-        usd_per_month=_r(usd_month, 2),
-        usd_per_month_spread=_r(spread_month, 2),
+        # Four decimals: a replayed sample can be small, and cents would round its spread to zero.
+        usd_per_month=_r(usd_month, 4),
+        usd_per_month_spread=_r(spread_month, 4),
         gpu_seconds_saved_per_request=_r(mean_saved),
         runs=len(result.runs),
         detail=detail,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from llmaudit import __version__
 from llmaudit.findings.model import Finding
-from llmaudit.rules.engine import RunResult
+from llmaudit.rules.engine import RunResult, as_utc
 from llmaudit.store import Store
 
 SCHEMA_VERSION = "1.0"
@@ -125,7 +125,7 @@ def build_document(store: Store, result: RunResult) -> AuditDocument:
     )
     return AuditDocument(
         inputs=inputs,
-        window=Window(start=start, end=end, days=round(result.window_days, 3) if result.window_days else None),
+        window=Window(start=as_utc(start), end=as_utc(end), days=round(result.window_days, 3) if result.window_days else None),
         totals=totals,
         findings=result.findings,
         skipped_rules=dict(sorted(result.skipped.items())),

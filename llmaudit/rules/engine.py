@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -79,12 +79,21 @@ def observed_window_days(store: Store) -> float | None:
     return None
 
 
+def as_utc(value):
+    """Store times are UTC without a zone; outputs say so (ISO 8601 with Z)."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 def _json_safe(value):
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else round(value, 6)
     if isinstance(value, Decimal):
         return float(value)
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
@@ -141,7 +150,7 @@ def run_rule(store: Store, rule: Rule, params: dict[str, Any], window_days: floa
     findings = []
     for row in rows:
         values = dict(zip(columns, row))
-        scope = Scope(**{k: values.get(k) for k in _SCOPE})
+        scope = Scope(**{k: as_utc(values.get(k)) for k in _SCOPE})
         evidence = {k: _json_safe(v) for k, v in values.items() if k not in _SPECIAL}
         usd = values.get("waste_usd")
         usd = None if usd is None or (isinstance(usd, float) and math.isnan(usd)) else round(float(usd), 2)
