@@ -33,4 +33,8 @@ def audit(store: Store, settings: Settings | None = None, *, overrides: dict[str
     merged = {k: dict(v) for k, v in settings.params.items()}
     for rule_id, params in (overrides or {}).items():
         merged.setdefault(rule_id, {}).update(params)
-    return run_rules(store, rules, merged)
+    result = run_rules(store, rules, merged)
+    from llmaudit.replay.savings import attach_measured
+
+    attach_measured(store, result.findings)  # measured beside estimated, where a replay ran
+    return result

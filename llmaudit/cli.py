@@ -300,6 +300,10 @@ from llmaudit.cli_pricing import pricing_app  # noqa: E402  (sub-command groups 
 
 app.add_typer(pricing_app, name="pricing")
 
+from llmaudit.cli_replay import replay_app  # noqa: E402
+
+app.add_typer(replay_app, name="replay")
+
 rules_app = typer.Typer(help="List, document and self-test the audit rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 

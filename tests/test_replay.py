@@ -36,9 +36,9 @@ from llmaudit.replay.build import BuildError, build, find_finding
 from llmaudit.replay.capacity import CapacityConfig, poisson_workload, replicas, sweep
 from llmaudit.replay.client import ClientOptions, busy_seconds, percentile, replay, schedule, summarize, RequestResult
 from llmaudit.replay.run import ReplayConfig, ReplayResult, RunRecord, replay_runs, run_order
-from llmaudit.replay.savings import GpuHourPrice, attach_measured, gpu_hour_price, measure, save
+from llmaudit.replay.savings import GpuHourPrice, attach_measured, gpu_hour_price, measure
 from llmaudit.replay.server import LaunchedServer, ServerError, endpoint_from_command
-from llmaudit.replay.workload import (Header, PromptMaker, Request, Workload, WorkloadError, dumps, loads, read,
+from llmaudit.replay.workload import (Header, PromptMaker, Request, Workload, WorkloadError, dumps, read,
                                       twin_path, write)
 from llmaudit.store import Store
 
@@ -407,6 +407,7 @@ STUB = textwrap.dedent('''
     app.router.add_get("/v1/models", models)
     app.router.add_get("/{mode}/v1/models", models)
     app.router.add_get("/health", health)
+    app.router.add_get("/{mode}/health", health)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 ''')
 
@@ -422,7 +423,7 @@ def stub_script(tmp_path_factory) -> Path:
 def stub(stub_script):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    srv = LaunchedServer([sys.executable, str(stub_script), str(port)], url)
+    srv = LaunchedServer([sys.executable, str(stub_script), str(port)], url, log_path=stub_script.with_suffix(".log"))
     srv.start()
     srv.wait_healthy(30, poll_s=0.05)
     yield url
@@ -540,9 +541,10 @@ def test_cli_dead_server_exits_1_with_message(tmp_path):
     assert "connect_error" in res.output and "nothing was measured" in res.output
 
 
-def test_launch_failure_shows_the_log():
-    with pytest.raises(ServerError, match="exited with code 3"):
-        srv = LaunchedServer([sys.executable, "-c", "print('bad flag'); raise SystemExit(3)"], f"http://127.0.0.1:{free_port()}")
+def test_launch_failure_shows_the_log(tmp_path):
+    with pytest.raises(ServerError, match="exited with code 3 before it was healthy:\nbad flag"):
+        srv = LaunchedServer([sys.executable, "-c", "print('bad flag'); raise SystemExit(3)"],
+                             f"http://127.0.0.1:{free_port()}", log_path=tmp_path / "server.log")
         srv.start()
         try:
             srv.wait_healthy(10)
@@ -592,18 +594,19 @@ class _SkipBanner:
         terminalreporter.write_sep("!", f"REAL vLLM REPLAY TESTS SKIPPED ({SKIP_ENV}=1): {self.reason}", red=True, bold=True)
 
 
-def _vllm_python() -> str | None:
+def _vllm_python() -> tuple[str | None, str]:
+    """(python with vLLM, or None; where it was looked for)."""
     explicit = os.environ.get("LLMAUDIT_VLLM_PYTHON")
     if explicit:
-        return explicit if Path(explicit).exists() else None
+        return (explicit if Path(explicit).exists() else None), f"LLMAUDIT_VLLM_PYTHON={explicit} (no such file)"
     local = REPO / ".venv-vllm" / "bin" / "python"
-    return str(local) if local.exists() else None
+    return (str(local) if local.exists() else None), f"{local} (absent)"
 
 
 @pytest.fixture(scope="session")
 def vllm(request, tmp_path_factory):
     """A real vLLM engine (CPU build) serving a tiny locally built Llama on 127.0.0.1."""
-    py = _vllm_python()
+    py, looked = _vllm_python()
     if os.environ.get(SKIP_ENV) == "1":
         reason = "replay was not measured against a real engine"
         if request.config.pluginmanager.get_plugin("llmaudit-vllm-skip") is None:
@@ -611,7 +614,7 @@ def vllm(request, tmp_path_factory):
         warnings.warn(pytest.PytestWarning(f"{SKIP_ENV}=1: real vLLM replay tests skipped; {reason}"))
         pytest.skip(f"{SKIP_ENV}=1: real vLLM replay tests skipped")
     if py is None:
-        pytest.fail(f"no vLLM python found (.venv-vllm/bin/python or LLMAUDIT_VLLM_PYTHON): {INSTALL_HINT}", pytrace=False)
+        pytest.fail(f"no vLLM python found: {looked}; {INSTALL_HINT}", pytrace=False)
     model_dir = tmp_path_factory.mktemp("tiny-llama")
     built = subprocess.run([py, str(REPO / "llmaudit" / "replay" / "tiny_model.py"), str(model_dir)],
                            capture_output=True, text=True, timeout=300)
@@ -645,12 +648,13 @@ def test_vllm_replay_of_oversized_top_k_measures_the_saving(vllm, tmp_path):
     assert [r["variant"] for r in runs] == ["baseline", "remediated", "remediated", "baseline"]
     for r in runs:
         s = r["summary"]
-        assert s["ok"] == 40 and s["errors"] == 0 and s["length_mismatches"] == 0
+        brief = {k: s[k] for k in ("by_status", "first_errors", "length_mismatches", "prompt_tokens", "busy_s")}
+        assert s["ok"] == 40 and s["errors"] == 0 and s["length_mismatches"] == 0, brief
         expected = 134400 if r["variant"] == "baseline" else 52800
         # Exact: the server's own usage and its /metrics counter agree with the workload.
-        assert s["prompt_tokens"] == expected
-        assert r["server"]["prompt_tokens"] == expected
-        assert r["server"]["generation_tokens"] == 40 * 180
+        assert s["prompt_tokens"] == expected, brief
+        assert r["server"]["prompt_tokens"] == expected, r["server"]
+        assert r["server"]["generation_tokens"] == 40 * 180, r["server"]
     measured = doc["measured"]
     print("\nLLMA003 replay on the tiny model:", json.dumps({r["variant"] + str(r["repeat"]): {
         "prompt_tokens": r["summary"]["prompt_tokens"], "busy_s": round(r["busy_s"], 2)} for r in runs}),
@@ -661,10 +665,12 @@ def test_vllm_replay_of_oversized_top_k_measures_the_saving(vllm, tmp_path):
     by_rep = {}
     for r in runs:
         by_rep.setdefault(r["repeat"], {})[r["variant"]] = r["busy_s"]
-    assert all(v["remediated"] < 0.9 * v["baseline"] for v in by_rep.values()), by_rep
-    assert measured["gpu_seconds_saved_per_request"] > 0 and measured["usd_per_month"] > 0
-    assert measured["usd_per_month_spread"] is not None and measured["runs"] == 4
-    assert "measured saving" in res.output and "assumptions" in res.output
+    # (About -50% here; the bounds leave room for a machine shared with other work.)
+    assert all(v["remediated"] < v["baseline"] for v in by_rep.values()), by_rep
+    assert measured["detail"]["busy_time_reduction"] > 0.25, by_rep
+    assert measured["gpu_seconds_saved_per_request"] > 0 and measured["usd_per_month"] > 0, measured
+    assert measured["usd_per_month_spread"] is not None and measured["runs"] == 4, measured
+    assert "measured saving" in res.output and "assumptions" in res.output, res.output
     # Stored, and the report shows measured beside estimated.
     with Store(db) as store:
         rid = doc["replay_id"]
@@ -680,13 +686,13 @@ def test_vllm_replay_of_oversized_top_k_measures_the_saving(vllm, tmp_path):
         f = next(x for x in doc_.findings if x.fingerprint == finding.fingerprint)
         assert f.measured is not None and f.measured.usd_per_month == measured["usd_per_month"]
         text = render_markdown(doc_)
-        assert f"(4 runs)" in text
+        assert "(4 runs)" in text
 
 
 def test_vllm_shared_prefix_groups_hit_the_prefix_cache(vllm):
     def wl(grouped: bool) -> Workload:
-        return Workload(requests=[Request(id=f"p{i}", arrival_s=i * 0.05, input_tokens=512, output_tokens=4,
-                                          prefix_group="sys" if grouped else None, prefix_tokens=448 if grouped else 0)
+        return Workload(requests=[Request(id=f"p{i}", arrival_s=i * 0.1, input_tokens=640, output_tokens=4,
+                                          prefix_group="sys" if grouped else None, prefix_tokens=512 if grouped else 0)
                                   for i in range(12)])
 
     res = replay_runs([("shared", wl(True)), ("unique", wl(False))],
