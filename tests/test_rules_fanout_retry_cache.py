@@ -304,7 +304,7 @@ def test_llma004_ten_retries_in_fifty_calls_is_a_storm(tmp_path):
     assert (ev["resent_failed_attempts"], ev["billed_failed_attempts"], ev["retries_after_timeout"]) == (10, 10, 10)
     assert ev["final_failures"] == 0
     assert ev["storm_start"] == "2025-11-09 00:00" and ev["load_amplification"] == 1.25
-    assert str(f.scope.window_start) == "2025-11-09 00:00:00" and str(f.scope.window_end) == "2025-11-09 00:10:00"
+    assert str(f.scope.window_start) == "2025-11-09 00:00:00+00:00" and str(f.scope.window_end) == "2025-11-09 00:10:00+00:00"
     assert f.waste.tokens == 12_000
     assert f.waste.usd == pytest.approx(round(12_000 * 2.5 / 1e6, 2))
     assert f.severity == "medium"
