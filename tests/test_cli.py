@@ -125,3 +125,34 @@ def test_rules_list_show_and_test():
     res = run("rules", "test", "--only", "LLMA003")
     assert res.returncode == 0, res.stdout
     assert "2 passed, 0 failed" in res.stdout
+
+
+def test_baseline_new_resolved_and_fail_on_new(tmp_path):
+    fixtures = REPO / "rules" / "fixtures"
+    week1 = [fixtures / "LLMA003" / "positive.jsonl"]
+    week2 = [fixtures / "LLMA003" / "positive.jsonl", fixtures / "LLMA002" / "positive.jsonl"]
+    last = tmp_path / "last.json"
+    res = run("analyze", *week1, "--json", last, "-q")
+    assert res.returncode == 0, res.stderr
+    first = {f["fingerprint"] for f in json.loads(last.read_text())["findings"]}
+
+    # Same input again: nothing new, --fail-on-new passes.
+    res = run("analyze", *week1, "--baseline", last, "--fail-on-new", "-q", "--json", tmp_path / "same.json")
+    assert res.returncode == 0, res.stderr
+    # A changed input: the loop findings are new, so --fail-on-new fails; the Markdown says what changed.
+    md = tmp_path / "r.md"
+    res = run("analyze", *week2, "--baseline", last, "--fail-on-new", "-q", "--json", tmp_path / "now.json", "--markdown", md)
+    assert res.returncode == 1, res.stderr
+    now = {f["fingerprint"] for f in json.loads((tmp_path / "now.json").read_text())["findings"]}
+    new = now - first
+    assert new and first <= now
+    comparison = json.loads((tmp_path / "now.json").read_text())["extras"]["baseline"]
+    assert {c["fingerprint"] for c in comparison["new"]} == new
+    assert comparison["resolved"] == []
+    assert "new" in md.read_text().lower()
+    # And the other way round: those findings are resolved, nothing is new.
+    res = run("analyze", *week1, "--baseline", tmp_path / "now.json", "--fail-on-new", "-q", "--json", tmp_path / "back.json")
+    assert res.returncode == 0, res.stderr
+    back = json.loads((tmp_path / "back.json").read_text())["extras"]["baseline"]
+    assert {c["fingerprint"] for c in back["resolved"]} == new and back["new"] == []
+    assert run("analyze", *week1, "--fail-on-new", "-q").returncode == 2  # needs --baseline
