@@ -18,6 +18,9 @@ As a library (tests import this file by path)::
 
 Workloads (span builders) and writers (OTLP JSON lines, OTLP document, Jaeger JSON, Zipkin v2 JSON)
 are separate: a builder yields ``Trace`` objects; a writer turns any list of them into bytes.
+
+Beside the traces, ``generate`` writes the week's bill (a FOCUS 1.2 CSV export) and the self-hosted node's
+metrics (DCGM and vLLM scrapes in Prometheus text), derived from the same calls (``data_files``).
 """
 
 
@@ -106,6 +109,12 @@ class Scenario:
     # email-drafter (OpenTelemetry GenAI older names + OpenLLMetry content; healthy control)
     email_requests: int = 80
 
+    # billing export and GPU / vLLM metrics for the same week
+    untraced_usd_per_day: float = 10.0    # gpt-4o spend of an untraced project (nightly evals), the billing gap
+    gpu_always_on: bool = True            # the vLLM node runs all week (else only around the nightly batch)
+    scrape_seconds: int = 300             # DCGM and vLLM scrape interval
+    vllm_restart: str | None = "2026-11-12T10:00:00Z"  # vLLM restarts (upgrade): counters reset, KV gauge renamed
+
     # workload -> output file name (the name picks the writer: .otlp.jsonl, .otlp.json, .jaeger.json,
     # .zipkin.json, each optionally .gz); None leaves the workload out.
     outputs: tuple[tuple[str, str | None], ...] = (
@@ -114,22 +123,33 @@ class Scenario:
         ("batch-summarizer", "batch-summarizer.zipkin.json.gz"),
         ("email-drafter", "email-drafter.otlp.json"),
     )
+    # billing and metrics files (derived from the traces above); None leaves one out
+    data_outputs: tuple[tuple[str, str | None], ...] = (
+        ("billing", "billing.focus.csv.gz"),
+        ("dcgm", "gpu-node.dcgm.prom.gz"),
+        ("vllm", "vllm.metrics.prom.gz"),
+    )
 
     @classmethod
     def clean(cls, **overrides) -> "Scenario":
         """No planted problem: k=4 (all four documents useful), a system prompt long enough for the provider's
         prefix cache, no storm or isolated retries, no FAQ repeats, single-turn chats, no loops, router on
-        haiku, max_tokens sized to the output."""
+        haiku, max_tokens sized to the output, a bill the traces explain, and a GPU node that is up (and
+        billed) only around the nightly batch."""
         base = dict(
             top_k=4, useful_k=(4, 4), system_prompt_tokens=1100, retry_storm=False, isolated_retry_rate=0.0,
             duplicate_share=0.0, max_turns=1,
             loop_rate=0.0, router_misroute_share=0.0, batch_max_tokens=512,
+            untraced_usd_per_day=0.0, gpu_always_on=False,
         )
         base.update(overrides)
         return cls(**base)
 
     def output_map(self) -> dict[str, str]:
         return {w: name for w, name in self.outputs if name}
+
+    def data_output_map(self) -> dict[str, str]:
+        return {k: name for k, name in self.data_outputs if name}
 
 
 # ----------------------------------------------------------------------------------------------- time
@@ -1185,6 +1205,9 @@ def generate(scenario: Scenario | None = None, seed: int = DEFAULT_SEED) -> tupl
     for w, name in outputs.items():
         files[name] = render(workloads[w], format_of(name), compress=name.endswith(".gz"))
     truth = compute_truth(sc, seed, workloads, outputs)
+    extra_files, extra_truth = data_files(sc, seed, workloads)
+    files.update(extra_files)
+    truth.update(extra_truth)
     files["expected.json"] = (json.dumps(truth, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     return files, truth
 
@@ -1413,17 +1436,25 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
         "example_trace_ids": _examples([tr.trace_id for tr in first_turn_main]),
     }
 
-    # prefix-cache opportunity on the system prompt
-    first = [(tr, s) for tr, s in main if not s.meta["failed"] and (s.meta.get("nom_cached") or 0) == 0]
+    # prefix-cache opportunity on the system prompt. Only a warm call can be served from a cache: one
+    # made within CACHE_TTL_US of the previous successful call (a cache keeps an idle prefix that long);
+    # the first call after a quiet spell writes the cache and pays full price either way.
+    ok = sorted(((tr, s) for tr, s in main if not s.meta["failed"]), key=lambda ts: ts[1].start)
+    warm = [cur for prev, cur in zip(ok, ok[1:]) if cur[1].start - prev[1].start <= CACHE_TTL_US]
+    uncached = [(tr, s) for tr, s in ok if (s.meta.get("nom_cached") or 0) == 0]
+    warm_uncached = [(tr, s) for tr, s in warm if (s.meta.get("nom_cached") or 0) == 0]
     prefix = {
         "mechanism": "prefix cache opportunity (system prompt below the provider's 1024-token minimum)",
         "planted": sys_prefix < OPENAI_CACHE_MIN, "scope": scope,
         "definition": f"successful gpt-4o calls reporting no cached tokens; each repeats the identical "
                       f"{sc.system_prompt_tokens}-token system prompt (+{MSG_OVERHEAD} message tokens); OpenAI "
-                      f"caches nothing below {OPENAI_CACHE_MIN} prompt-prefix tokens",
-        "system_prompt_tokens": sc.system_prompt_tokens, "calls_without_cache_hit": len(first),
-        "repeated_prefix_tokens": len(first) * sys_prefix,
-        "saving_usd_if_cached": _usd(len(first) * sys_prefix * (g4["input"] - g4["cached_input"]) / 1e6),
+                      f"caches nothing below {OPENAI_CACHE_MIN} prompt-prefix tokens. The saving counts the warm "
+                      f"ones: made at most {CACHE_TTL_US // US} s after the previous successful call, so a cache "
+                      f"would still hold the prefix",
+        "system_prompt_tokens": sc.system_prompt_tokens, "calls_without_cache_hit": len(uncached),
+        "warm_calls_without_cache_hit": len(warm_uncached), "cache_ttl_seconds": CACHE_TTL_US // US,
+        "repeated_prefix_tokens": len(warm_uncached) * sys_prefix,
+        "saving_usd_if_cached": _usd(len(warm_uncached) * sys_prefix * (g4["input"] - g4["cached_input"]) / 1e6),
     }
 
     captured = [(tr, s) for tr, s in main if s.meta.get("captured")]
@@ -1617,6 +1648,500 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
         tmp = out_dir / (name + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(out_dir / name)
+
+
+# ----------------------------------------------------------------------------------------------- billing + metrics
+# The bill and the GPU / serving metrics of the same week, derived from the traces' own calls so the three
+# agree where they should: the bill charges every traced call's true usage at list price (also the calls
+# whose spans miss their usage counts), plus spend no trace shows; the GPU and vLLM metrics are busy exactly
+# while the batch calls run, and idle the rest of the time the node is up.
+
+BILLING_PERIOD = ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")
+PROVIDER_OF = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "text-embedding-3-small": "openai",
+               "claude-sonnet-4-5": "anthropic", "claude-haiku-4-5": "anthropic"}
+BILLED_MODEL = {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+                "text-embedding-3-small": "text-embedding-3-small",
+                "claude-sonnet-4-5": "claude-sonnet-4-5-20250929", "claude-haiku-4-5": "claude-haiku-4-5-20251001"}
+# provider -> FOCUS names and the account the invoices go to
+BILLING_PROVIDERS = {
+    "openai": {"name": "OpenAI", "issuer": "OpenAI, LLC", "service": "OpenAI API", "account": ("org-Vx3TqP8nLw2cRkA9", "Example Corp")},
+    "anthropic": {"name": "Anthropic", "issuer": "Anthropic, PBC", "service": "Claude API",
+                  "account": ("8f0c2d6e-41b7-4f3a-9e25-7c1d0a6b3e94", "Example Corp")},
+    "aws": {"name": "Amazon Web Services", "issuer": "Amazon Web Services, Inc.", "service": "Amazon Elastic Compute Cloud",
+            "account": ("987654321098", "example-payer")},
+}
+# workload -> the sub-account (OpenAI project, Anthropic workspace) its calls are billed to
+SUB_ACCOUNTS = {"support-bot": ("proj_Q7mZsupport4Kd1", "support-bot"), "email-drafter": ("proj_R2hXemail9Tb3", "email-drafter"),
+                "ops-agent": ("wrkspc_01HnOps5Ka8Z", "ops-agent")}
+UNTRACED_SUB_ACCOUNT = ("proj_L5wNevals2Pq8", "nightly-evals")   # the planted gap: a project no trace covers
+TOKEN_METER = {"openai": {"input": "input tokens", "cached_input": "cached input tokens", "output": "output tokens"},
+               "anthropic": {"input": "input tokens", "cached_input": "cache read input tokens", "output": "output tokens"}}
+FOCUS_COLUMNS = (
+    "AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodEnd",
+    "BillingPeriodStart", "CapacityReservationId", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency",
+    "ChargePeriodEnd", "ChargePeriodStart", "CommitmentDiscountId", "ConsumedQuantity", "ConsumedUnit", "ContractedCost",
+    "ContractedUnitPrice", "EffectiveCost", "HostProviderName", "InvoiceId", "InvoiceIssuerName", "ListCost",
+    "ListUnitPrice", "PricingCategory", "PricingQuantity", "PricingUnit", "RegionId", "RegionName", "ResourceId",
+    "ResourceName", "ResourceType", "ServiceCategory", "ServiceName", "ServiceProviderName", "ServiceSubcategory",
+    "SkuId", "SkuMeter", "SkuPriceId", "SubAccountId", "SubAccountName", "Tags", "x_ServiceTier",
+)
+
+# The self-hosted vLLM node: one H100 in one instance, billed per hour at the catalog's H100 price.
+GPU_HOST = "vllm-node-1"
+GPU_MODEL_NAME = "NVIDIA H100 80GB HBM3"
+GPU_UUID = "GPU-5e1b0c2a-7f4d-4a9e-b3c1-8d2f6a0e9b71"
+GPU_LABELS = (f'gpu="0",UUID="{GPU_UUID}",pci_bus_id="00000000:53:00.0",device="nvidia0",'
+              f'modelName="{GPU_MODEL_NAME}",Hostname="{GPU_HOST}",DCGM_FI_DRIVER_VERSION="570.172.08"')
+GPU_FB_TOTAL_MIB = 81559
+GPU_HOUR_USD = 6.88              # llmaudit's catalog H100 price (p5.48xlarge $55.04/h / 8): billed rate and idle price
+GPU_INSTANCE = {"type": "p5.4xlarge", "sku": "XK7D2MQ4ZP8FJ3WN", "region": "us-east-1", "zone": "us-east-1a",
+                "resource_id": "arn:aws:ec2:us-east-1:123456789012:instance/i-0f3c9a1b2d4e5f607",
+                "sub_account": ("123456789012", "ml-prod")}
+VLLM_MODEL_LABEL = f'model_name="{LLAMA}"'
+KV_CAPACITY_TOKENS = 456_000     # KV-cache tokens of Llama-3.1-8B (128 KiB each in bf16) in ~57 GiB of one H100
+PER_REPLICA_CONCURRENCY = 32     # requests one replica serves at once within its latency target (LLMA014's default)
+DCGM_FIELDS = (  # (name, type, help) in the order dcgm-exporter's default counters file lists them
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ)."),
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %)."),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active."),
+    ("DCGM_FI_PROF_SM_ACTIVE", "gauge", "The ratio of cycles an SM has at least 1 warp assigned."),
+    ("DCGM_FI_PROF_DRAM_ACTIVE", "gauge", "Ratio of cycles the device memory interface is active sending or receiving data."),
+)
+
+
+def _money(x: float) -> str:
+    """A decimal as billing exports write it: up to 10 places, no exponent, no trailing zeros."""
+    text = f"{x:.10f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _day_us(us: int) -> int:
+    return us - us % (86400 * US)
+
+
+def _billing_calls(workloads: dict[str, list[Trace]]) -> Iterator[tuple[str, Span]]:
+    """(workload, call) for every API call the bill charges: all of them, failed attempts included
+    (their input was sent and is billed) and calls whose span lacks usage (billed at their true size)."""
+    for w in sorted(workloads):
+        for _, s in llm_spans(workloads[w]):
+            if s.meta["model"] in PROVIDER_OF:
+                yield w, s
+
+
+def billing_rows(sc: Scenario, seed: int, workloads: dict[str, list[Trace]]) -> tuple[list[dict], dict]:
+    """FOCUS 1.2 rows, one per day x provider x sub-account x model x token type (and one per day for the
+    GPU instance), and the truth about them."""
+    rng = random.Random(f"{seed}:billing")
+    start = parse_time_us(sc.start)
+    days = [start + d * 86400 * US for d in range(sc.days)]
+    usage: dict[tuple, int] = {}   # (day, provider, sub account, model, token type) -> tokens
+    traced_usd: dict[str, float] = {}
+    for w, s in _billing_calls(workloads):
+        m = s.meta
+        model, provider = m["model"], PROVIDER_OF[m["model"]]
+        cached = (m.get("nom_cached", m["cached"]) or 0) if not m["failed"] else 0
+        inp, out = m["nom_in"] or 0, m["nom_out"] or 0
+        day = _day_us(s.start)
+        for token_type, n in (("input", inp - cached), ("cached_input", cached), ("output", out)):
+            if n:
+                key = (day, provider, SUB_ACCOUNTS[w], model, token_type)
+                usage[key] = usage.get(key, 0) + n
+    untraced_by_day: dict[str, float] = {}
+    for day in days:
+        amount = sc.untraced_usd_per_day * rng.uniform(0.8, 1.2)
+        if amount <= 0:
+            continue
+        # an eval job: long prompts, short answers (80 % of its dollars are input)
+        for token_type, n in (("input", int(round(amount * 0.8 / PRICES["gpt-4o"]["input"] * 1e6))),
+                              ("output", int(round(amount * 0.2 / PRICES["gpt-4o"]["output"] * 1e6)))):
+            key = (day, "openai", UNTRACED_SUB_ACCOUNT, "gpt-4o", token_type)
+            usage[key] = usage.get(key, 0) + n
+    rows = []
+    for (day, provider, (sub_id, sub_name), model, token_type), n in sorted(usage.items()):
+        p = BILLING_PROVIDERS[provider]
+        unit = PRICES[model][token_type]
+        cost = round(n * unit / 1e6, 10)
+        billed_model = BILLED_MODEL[model]
+        meter = f"{billed_model} {TOKEN_METER[provider][token_type]}"
+        rows.append({
+            "BilledCost": cost, "BillingAccountId": p["account"][0], "BillingAccountName": p["account"][1],
+            "BillingCurrency": "USD", "BillingPeriodStart": BILLING_PERIOD[0], "BillingPeriodEnd": BILLING_PERIOD[1],
+            "ChargeCategory": "Usage", "ChargeDescription": f"{meter} ({sub_name})", "ChargeFrequency": "Usage-Based",
+            "ChargePeriodStart": iso_us(day), "ChargePeriodEnd": iso_us(day + 86400 * US),
+            "ConsumedQuantity": n, "ConsumedUnit": "Tokens", "ContractedCost": cost, "ContractedUnitPrice": unit,
+            "EffectiveCost": cost, "HostProviderName": p["name"], "InvoiceId": f"INV-{provider.upper()}-2026-11",
+            "InvoiceIssuerName": p["issuer"], "ListCost": cost, "ListUnitPrice": unit, "PricingCategory": "Standard",
+            "PricingQuantity": n / 1e6, "PricingUnit": "1M Tokens", "ServiceCategory": "AI and Machine Learning",
+            "ServiceName": p["service"], "ServiceProviderName": p["name"], "ServiceSubcategory": "Generative AI",
+            "SkuId": f"{provider}-{billed_model}", "SkuMeter": meter, "SkuPriceId": f"{provider}-{billed_model}-{token_type}",
+            "SubAccountId": sub_id, "SubAccountName": sub_name, "Tags": {"project": sub_name}, "x_ServiceTier": "default",
+            "_provider": provider, "_model": model, "_day": iso_us(day)[:10], "_traced": (sub_id, sub_name) != UNTRACED_SUB_ACCOUNT,
+        })
+        if (sub_id, sub_name) == UNTRACED_SUB_ACCOUNT:
+            untraced_by_day[iso_us(day)[:10]] = untraced_by_day.get(iso_us(day)[:10], 0.0) + cost
+        else:
+            traced_usd[provider] = traced_usd.get(provider, 0.0) + cost
+    # The GPU instance: billed for every hour it is up (all week, or only around the nightly batch).
+    hours_by_day: dict[int, float] = {}
+    for a, b in gpu_up_periods(sc):
+        for day in days:  # a period is billed on each day it overlaps
+            overlap = min(b, day + 86400 * US) - max(a, day)
+            if overlap > 0:
+                hours_by_day[day] = hours_by_day.get(day, 0.0) + overlap / (3600 * US)
+    aws, gi = BILLING_PROVIDERS["aws"], GPU_INSTANCE
+    for day, hours in sorted(hours_by_day.items()):
+        hours = round(hours, 6)
+        cost = round(hours * GPU_HOUR_USD, 10)
+        rows.append({
+            "AvailabilityZone": gi["zone"], "BilledCost": cost, "BillingAccountId": aws["account"][0],
+            "BillingAccountName": aws["account"][1], "BillingCurrency": "USD", "BillingPeriodStart": BILLING_PERIOD[0],
+            "BillingPeriodEnd": BILLING_PERIOD[1], "ChargeCategory": "Usage",
+            "ChargeDescription": f"${GPU_HOUR_USD:.2f} per On Demand Linux {gi['type']} Instance Hour",
+            "ChargeFrequency": "Usage-Based", "ChargePeriodStart": iso_us(day), "ChargePeriodEnd": iso_us(day + 86400 * US),
+            "ConsumedQuantity": hours, "ConsumedUnit": "Hours", "ContractedCost": cost, "ContractedUnitPrice": GPU_HOUR_USD,
+            "EffectiveCost": cost, "HostProviderName": aws["name"], "InvoiceId": "INV-AWS-2026-11",
+            "InvoiceIssuerName": aws["issuer"], "ListCost": cost, "ListUnitPrice": GPU_HOUR_USD, "PricingCategory": "Standard",
+            "PricingQuantity": hours, "PricingUnit": "Hours", "RegionId": gi["region"], "RegionName": "US East (N. Virginia)",
+            "ResourceId": gi["resource_id"], "ResourceName": GPU_HOST, "ResourceType": "Virtual Machine",
+            "ServiceCategory": "Compute", "ServiceName": aws["service"], "ServiceProviderName": aws["name"],
+            "ServiceSubcategory": "Virtual Machines", "SkuId": gi["sku"], "SkuMeter": f"BoxUsage:{gi['type']}",
+            "SkuPriceId": f"{gi['sku']}.JRTCKXETXF.6YS6EN2CT7", "SubAccountId": gi["sub_account"][0],
+            "SubAccountName": gi["sub_account"][1], "Tags": {"Name": GPU_HOST, "team": "ml-platform", "workload": "batch-summarizer"},
+            "_provider": "aws", "_model": None, "_day": iso_us(day)[:10], "_traced": False, "_hours": hours,
+        })
+    rows.sort(key=lambda r: (r["ChargePeriodStart"], r["ServiceProviderName"], r["SubAccountId"], r["SkuMeter"]))
+    truth = _billing_truth(rows, traced_usd, untraced_by_day)
+    return rows, truth
+
+
+def _billing_truth(rows: list[dict], traced_usd: dict[str, float], untraced_by_day: dict[str, float]) -> dict:
+    by_service_day: dict[str, dict[str, float]] = {}
+    by_provider: dict[str, float] = {}
+    by_model: dict[str, float] = {}
+    for r in rows:
+        sd = by_service_day.setdefault(r["ServiceName"], {})
+        sd[r["_day"]] = sd.get(r["_day"], 0.0) + r["BilledCost"]
+        by_provider[r["_provider"]] = by_provider.get(r["_provider"], 0.0) + r["BilledCost"]
+        if r["_model"]:
+            key = f"{r['_provider']}/{r['_model']}"
+            by_model[key] = by_model.get(key, 0.0) + r["BilledCost"]
+    compute = [r for r in rows if r["ServiceCategory"] == "Compute"]
+    llm = {p: v for p, v in by_provider.items() if p in ("openai", "anthropic")}
+    untraced = sum(untraced_by_day.values())
+    return {
+        "file": None,  # filled by the caller
+        "focus_version": "1.2",
+        "currency": "USD",
+        "rows": len(rows),
+        "definition": "BilledCost = EffectiveCost = ListCost (list prices, no discounts); per day (UTC) x provider x "
+                      "sub-account x model x token type for the model APIs, per day for the GPU instance",
+        "billed_usd": _usd(sum(r["BilledCost"] for r in rows)),
+        "by_provider_usd": {k: _usd(v) for k, v in sorted(by_provider.items())},
+        "by_model_usd": {k: _usd(v) for k, v in sorted(by_model.items())},
+        "by_service_day_usd": {svc: {d: _usd(v) for d, v in sorted(days.items())} for svc, days in sorted(by_service_day.items())},
+        "llm_api_billed_usd": _usd(sum(llm.values())),
+        "traced_usage_billed_usd": {k: _usd(v) for k, v in sorted(traced_usd.items())},
+        "unexplained": {
+            "planted": untraced > 0,
+            "mechanism": "billed spend the traces do not explain (cost reconciliation)",
+            "definition": "gpt-4o usage of an OpenAI project that sends no traces (a nightly eval job), billed at list",
+            "provider": "openai", "model": "gpt-4o", "billed_model": BILLED_MODEL["gpt-4o"],
+            "sub_account_id": UNTRACED_SUB_ACCOUNT[0], "sub_account_name": UNTRACED_SUB_ACCOUNT[1],
+            "usd": _usd(untraced), "by_day_usd": {d: _usd(v) for d, v in sorted(untraced_by_day.items())},
+        },
+        "explained_share": {p: round(traced_usd.get(p, 0.0) / v, 6) for p, v in sorted(llm.items()) if v > 0},
+        "compute": {
+            "service_category": "Compute", "resource_name": GPU_HOST, "resource_id": GPU_INSTANCE["resource_id"],
+            "instance_type": GPU_INSTANCE["type"], "gpus": 1, "usd_per_hour": GPU_HOUR_USD,
+            "hours": round(sum(r["_hours"] for r in compute), 6), "usd": _usd(sum(r["BilledCost"] for r in compute)),
+        },
+    }
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    elif isinstance(value, float):
+        value = _money(value)
+    else:
+        value = str(value)
+    if any(c in value for c in ',"\n'):
+        value = '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def focus_csv(rows: list[dict]) -> bytes:
+    lines = [",".join(FOCUS_COLUMNS)]
+    for r in rows:
+        lines.append(",".join(_csv_cell(r.get(c)) for c in FOCUS_COLUMNS))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def gpu_up_periods(sc: Scenario) -> list[tuple[int, int]]:
+    """[start, end) in µs during which the vLLM node is up (scraped and billed)."""
+    start = parse_time_us(sc.start)
+    if sc.gpu_always_on:
+        return [(start, start + sc.days * 86400 * US)]
+    # autoscaled: up 5 minutes before the nightly window, down at its end (the job is done by then)
+    out = []
+    for d in range(sc.days):
+        w0 = start + d * 86400 * US + sc.batch_window_start_hour * 3600 * US
+        out.append((w0 - 300 * US, w0 + sc.batch_window_hours * 3600 * US))
+    return out
+
+
+def _batch_calls(workloads: dict[str, list[Trace]]) -> list[Span]:
+    return sorted((s for _, s in llm_spans(workloads.get("batch-summarizer", []))), key=lambda s: s.start)
+
+
+def _scrapes(sc: Scenario) -> list[int]:
+    step = sc.scrape_seconds * US
+    return [t for a, b in gpu_up_periods(sc) for t in range(a, b, step)]
+
+
+def _busy_seconds(calls: list[Span], times: list[int], step: int) -> dict[int, float]:
+    """Seconds of each scrape interval [t, t + step) during which a call ran (calls of one server
+    run one at a time here; overlapping calls would count once)."""
+    busy: dict[int, float] = {}
+    for s in calls:
+        i = bisect.bisect_right(times, s.start) - 1
+        while 0 <= i < len(times) and times[i] < s.end:
+            a, b = max(s.start, times[i]), min(s.end, times[i] + step)
+            if b > a:
+                busy[times[i]] = busy.get(times[i], 0.0) + (b - a) / US
+            i += 1
+    return busy
+
+
+def dcgm_scrapes(sc: Scenario, seed: int, workloads: dict[str, list[Trace]]) -> tuple[bytes, dict]:
+    """DCGM exporter scrapes of the node's one H100, each under a `# scrape <ISO>` separator. A sample at t
+    describes the interval [t, t + scrape) (gpu_busy_intervals attributes it so): GPU_UTIL and the profiling
+    ratios are the share of that interval the batch calls ran, times how hard they ran the GPU."""
+    rng = random.Random(f"{seed}:dcgm")
+    step = sc.scrape_seconds * US
+    times = _scrapes(sc)
+    calls = _batch_calls(workloads)
+    busy = _busy_seconds(calls, times, step)
+    restart = parse_time_us(sc.vllm_restart) if sc.vllm_restart and sc.gpu_always_on else None
+    energy_mj = 9_431_227_118
+    out = io.StringIO()
+    samples = 0
+    prov_h = busy_h = idle_h = active_h = 0.0
+    by_hod = [[0.0, 0.0, 0.0] for _ in range(24)]  # provisioned, SM-busy, active (a call ran) GPU-hours
+    for t in times:
+        f = min(1.0, busy.get(t, 0.0) / sc.scrape_seconds)
+        level = rng.uniform(0.62, 0.78)   # how hard a running summarization drives the SMs
+        noise = rng.random()
+        if f > 0:
+            sm = f * level
+            gr = min(1.0, sm * 1.04)
+            dram = f * rng.uniform(0.35, 0.5)
+            util = max(1, int(round(f * rng.uniform(94, 99))))
+            copy = int(round(f * rng.uniform(20, 35)))
+            power = rng.uniform(69, 74) + f * rng.uniform(380, 520)
+            temp = 31 + int(round(f * 22)) + rng.randint(0, 2)
+        else:  # idle: the engine launches no kernels; the monitor itself shows up now and then
+            sm = 0.0 if noise < 0.8 else rng.uniform(0.0005, 0.003)
+            gr, dram = sm, sm * 0.3
+            util = 0 if noise < 0.9 else rng.randint(1, 2)
+            copy = 0
+            power = rng.uniform(69, 74)
+            temp = 31 + rng.randint(0, 2)
+        down = restart is not None and restart <= t < restart + step  # vLLM restarting: its KV cache is freed
+        used = 517 + rng.randint(0, 8) if down else 73_465 + rng.randint(0, 12)
+        energy_mj += int(power * sc.scrape_seconds * 1000)
+        values = {"DCGM_FI_DEV_GPU_TEMP": str(temp), "DCGM_FI_DEV_POWER_USAGE": f"{power:.3f}",
+                  "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": str(energy_mj), "DCGM_FI_DEV_GPU_UTIL": str(util),
+                  "DCGM_FI_DEV_MEM_COPY_UTIL": str(copy), "DCGM_FI_DEV_FB_FREE": str(GPU_FB_TOTAL_MIB - used),
+                  "DCGM_FI_DEV_FB_USED": str(used), "DCGM_FI_PROF_GR_ENGINE_ACTIVE": f"{gr:.6f}",
+                  "DCGM_FI_PROF_SM_ACTIVE": f"{sm:.6f}", "DCGM_FI_PROF_DRAM_ACTIVE": f"{dram:.6f}"}
+        out.write(f"# scrape {iso_us(t)}\n")
+        for name, kind, help_text in DCGM_FIELDS:
+            out.write(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name}{{{GPU_LABELS}}} {values[name]}\n")
+            samples += 1
+        h = sc.scrape_seconds / 3600
+        sm_written = float(f"{sm:.6f}")
+        hod = (t // (3600 * US)) % 24
+        prov_h += h
+        busy_h += sm_written * h
+        by_hod[hod][0] += h
+        by_hod[hod][1] += sm_written * h
+        if f > 0:
+            active_h += h
+            by_hod[hod][2] += h
+        else:
+            idle_h += h
+    # What a schedule by hour of day could switch off: the node-hours in hours of the day in which no
+    # batch call ever ran (what LLMA013 estimates; close to idle_h, which counts 5-minute intervals).
+    trough = [hod for hod in range(24) if by_hod[hod][0] > 0 and by_hod[hod][2] == 0]
+    trough_h = sum(by_hod[hod][0] for hod in trough)
+    # Self-hosted call pricing: the node's covered time from the first batch call's start to the last's end.
+    window_h = 0.0
+    if calls:
+        a0, b0 = calls[0].start, max(s.end for s in calls)
+        window_h = sum(max(0, min(t + step, b0) - max(t, a0)) for t in times) / (3600 * US)
+    truth = {
+        "host": GPU_HOST, "gpu_model": GPU_MODEL_NAME, "gpus": 1, "accelerator": "H100", "usd_per_gpu_hour": GPU_HOUR_USD,
+        "scrape_seconds": sc.scrape_seconds, "scrapes": len(times), "samples": samples,
+        "busy_signal": "DCGM_FI_PROF_SM_ACTIVE",
+        "definition": "provisioned = scrape coverage (each sample stands for the interval it starts); busy GPU-hours = "
+                      "sum of SM_ACTIVE x interval; idle GPU-hours = provisioned time in intervals in which no batch call ran",
+        "provisioned_gpu_hours": round(prov_h, 6),
+        "busy_gpu_hours": round(busy_h, 6),
+        "active_gpu_hours": round(active_h, 6),
+        "idle_capacity": {
+            "planted": idle_h > 0.25 * prov_h,
+            "mechanism": "idle capacity (a GPU held all day for a nightly batch)",
+            "scope": {"host": GPU_HOST, "gpu_model": GPU_MODEL_NAME, "model": LLAMA, "service": None},
+            "idle_gpu_hours": round(idle_h, 6), "idle_usd": _usd(idle_h * GPU_HOUR_USD),
+            "idle_share": round(idle_h / prov_h, 6) if prov_h else None,
+            "trough_hours_of_day": trough, "trough_gpu_hours": round(trough_h, 6),
+            "trough_usd": _usd(trough_h * GPU_HOUR_USD),
+            "recommended_floor_gpus": 0,
+            "busy_hours_of_day": [hod for hod in range(24) if by_hod[hod][2] > 0],
+        },
+        "by_hour_of_day": [{"hour": hod, "provisioned_gpu_hours": round(p, 6), "busy_gpu_hours": round(b, 6),
+                            "active_gpu_hours": round(a, 6)} for hod, (p, b, a) in enumerate(by_hod) if p > 0],
+        "self_hosted_pricing": {
+            "definition": "batch calls are priced from the node's covered GPU time between the first batch call's start "
+                          "and the last one's end, at the catalog H100 price, shared by call duration",
+            "gpu_hours": round(window_h, 6), "usd": _usd(window_h * GPU_HOUR_USD),
+        },
+    }
+    return out.getvalue().encode("utf-8"), truth
+
+
+VLLM_OLD = (  # before the upgrade (the older KV-cache gauge name)
+    ("vllm:num_requests_running", "gauge", "Number of requests currently running on GPU."),
+    ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed."),
+    ("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage."),
+    ("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed."),
+    ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed."),
+    ("vllm:request_success_total", "counter", "Count of successfully processed requests."),
+)
+VLLM_NEW = (  # after it (vllm:kv_cache_usage_perc)
+    ("vllm:num_requests_running", "gauge", "Number of requests in model execution batches."),
+    ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed."),
+    ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage."),
+    ("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed."),
+    ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed."),
+    ("vllm:request_success_total", "counter", "Count of successfully processed requests."),
+)
+
+
+def vllm_scrapes(sc: Scenario, seed: int, workloads: dict[str, list[Trace]]) -> tuple[bytes, dict]:
+    """vLLM /metrics scrapes of the node, each under `# scrape <ISO> {instance="vllm-node-1:8000",job="vllm"}`.
+    Gauges are the state at the scrape instant; counters count since the server started (a prompt when it
+    starts, its generated tokens and the request when it ends) and start again from 0 after a restart."""
+    step = sc.scrape_seconds * US
+    calls = _batch_calls(workloads)
+    times = _scrapes(sc)
+    restart = parse_time_us(sc.vllm_restart) if sc.vllm_restart else None
+    ups = gpu_up_periods(sc)
+    # a server process starts where the node comes up and at the planted restart (down one scrape)
+    starts = sorted({a for a, _ in ups} | ({restart + step} if restart is not None and sc.gpu_always_on else set()))
+    out = io.StringIO()
+    samples = scrapes = 0
+    peak, peak_at = 0, None
+    c = 0  # calls are consumed in start order
+    counters = {"prompt": 0, "gen": 0, "ok": 0}
+    pending: list[Span] = []   # started, not yet ended
+    started_at = None
+    for t in times:
+        if sc.gpu_always_on and restart is not None and restart <= t < restart + step:
+            continue  # down for the upgrade: no scrape answered
+        proc = max(a for a in starts if a <= t)
+        if proc != started_at:
+            started_at = proc
+            counters = {"prompt": 0, "gen": 0, "ok": 0}
+        while c < len(calls) and calls[c].start <= t:
+            s = calls[c]
+            c += 1
+            if s.start >= started_at:
+                counters["prompt"] += s.meta["in"]
+                pending.append(s)
+        for s in [s for s in pending if s.end <= t]:
+            pending.remove(s)
+            if s.start >= started_at:
+                counters["gen"] += s.meta["out"]
+                counters["ok"] += 1
+        running = [s for s in pending if s.start <= t < s.end]
+        kv = sum(s.meta["in"] + s.meta["out"] * (t - s.start) / max(1, s.end - s.start) for s in running) / KV_CAPACITY_TOKENS
+        if len(running) > peak:
+            peak, peak_at = len(running), t
+        names = VLLM_NEW if restart is not None and t >= restart else VLLM_OLD
+        values = [float(len(running)), 0.0, round(kv, 6), float(counters["prompt"]), float(counters["gen"]), float(counters["ok"])]
+        out.write(f'# scrape {iso_us(t)} {{instance="{GPU_HOST}:8000",job="vllm"}}\n')
+        for (name, kind, help_text), v in zip(names, values):
+            # the label set stays the same across the restart, so each counter is one series that drops to 0
+            lab = f'engine="0",{VLLM_MODEL_LABEL}' if name != "vllm:request_success_total" else \
+                f'engine="0",finished_reason="stop",{VLLM_MODEL_LABEL}'
+            out.write(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name}{{{lab}}} {v!r}\n")
+            samples += 1
+        scrapes += 1
+    # True peak concurrency from the calls themselves (the scrapes see only instants).
+    events = sorted([(s.start, 1) for s in calls] + [(s.end, -1) for s in calls], key=lambda e: (e[0], e[1]))
+    level = true_peak = 0
+    for _, d in events:
+        level += d
+        true_peak = max(true_peak, level)
+    truth = {
+        "host": GPU_HOST, "instance": f"{GPU_HOST}:8000", "model_name": LLAMA, "scrapes": scrapes, "samples": samples,
+        "prompt_tokens": sum(s.meta["in"] for s in calls), "generation_tokens": sum(s.meta["out"] for s in calls),
+        "requests": len(calls),
+        "restart": {"at": sc.vllm_restart if sc.gpu_always_on else None,
+                    "note": "counters reset to 0 (same series, so the drop is a reset); the KV gauge is "
+                            "vllm:gpu_cache_usage_perc before and vllm:kv_cache_usage_perc after" if sc.gpu_always_on else
+                            "the server starts every night with the node; counters start at 0 each time"},
+        "peak_running_scraped": peak, "peak_running_scraped_at": iso_us(peak_at) if peak_at is not None else None,
+        "peak_running_true": true_peak,
+        "replicas_provisioned": 1,
+        "per_replica_concurrency_assumed": PER_REPLICA_CONCURRENCY,
+        "replicas_needed": max(1, math.ceil(true_peak * 1.25 / PER_REPLICA_CONCURRENCY)),
+        "note": "the batch job sends one request at a time (paced by its queue), so one replica is plenty; "
+                "the waste is time of day (idle_capacity), not replica count",
+    }
+    return out.getvalue().encode("utf-8"), truth
+
+
+def data_files(sc: Scenario, seed: int, workloads: dict[str, list[Trace]]) -> tuple[dict[str, bytes], dict]:
+    """The billing export and the metrics files of Scenario.data_outputs, and their truth."""
+    outputs = sc.data_output_map()
+    files: dict[str, bytes] = {}
+    truth: dict = {"data_files": {}}
+    if "billing" in outputs:
+        rows, billing = billing_rows(sc, seed, workloads)
+        name = outputs["billing"]
+        data = focus_csv(rows)
+        files[name] = _gzip(data) if name.endswith(".gz") else data
+        billing["file"] = name
+        truth["billing"] = billing
+        truth["data_files"][name] = {"kind": "billing", "format": "focus-csv", "gzip": name.endswith(".gz"),
+                                     "records": len(rows)}
+    if "batch-summarizer" in workloads:
+        gpu = serving = None
+        if "dcgm" in outputs:
+            name = outputs["dcgm"]
+            data, gpu = dcgm_scrapes(sc, seed, workloads)
+            files[name] = _gzip(data) if name.endswith(".gz") else data
+            truth["data_files"][name] = {"kind": "metrics", "format": "prom-text", "source": "dcgm",
+                                         "gzip": name.endswith(".gz"), "records": gpu["samples"]}
+            truth["gpu"] = gpu
+        if "vllm" in outputs:
+            name = outputs["vllm"]
+            data, serving = vllm_scrapes(sc, seed, workloads)
+            files[name] = _gzip(data) if name.endswith(".gz") else data
+            truth["data_files"][name] = {"kind": "metrics", "format": "prom-text", "source": "vllm",
+                                         "gzip": name.endswith(".gz"), "records": serving["samples"]}
+            truth["serving"] = serving
+    return files, truth
 
 
 # ----------------------------------------------------------------------------------------------- bench

@@ -37,11 +37,44 @@ def sample_store(tmp_path_factory):
 def test_every_file_read_without_rejects(sample_store):
     store, report = sample_store
     ingested = {r.path.rsplit("/", 1)[-1]: r for r in report.files if r.status == "ingested"}
-    assert set(ingested) == set(EXPECTED["files"])
+    assert set(ingested) == set(EXPECTED["files"]) | set(EXPECTED["data_files"])
     for name, truth in EXPECTED["files"].items():
         assert (ingested[name].records, ingested[name].stored, ingested[name].rejects) == (truth["spans"], truth["spans"], 0), name
+    # the billing export (one record per FOCUS row) and the metrics scrapes (one per sample)
+    for name, truth in EXPECTED["data_files"].items():
+        assert ingested[name].format == truth["format"], name
+        assert (ingested[name].records, ingested[name].stored, ingested[name].rejects) == (truth["records"], truth["records"], 0), name
     skipped = {r.path.rsplit("/", 1)[-1] for r in report.files if r.status == "skipped"}
     assert skipped == {"expected.json"}
+
+
+def test_billing_sums_per_service_and_day_equal_the_generators(sample_store):
+    # FOCUS: BilledCost and EffectiveCost per service and day, against the generator's own sums
+    store, _ = sample_store
+    rows = store.execute(
+        """SELECT service_name, strftime(charge_period_start, '%Y-%m-%d'), sum(billed_cost), sum(effective_cost)
+           FROM billing GROUP BY ALL""").fetchall()
+    got = {(svc, day): (billed, effective) for svc, day, billed, effective in rows}
+    want = {(svc, day): usd for svc, days in EXPECTED["billing"]["by_service_day_usd"].items() for day, usd in days.items()}
+    assert set(got) == set(want)
+    for key, usd in want.items():
+        assert got[key][0] == pytest.approx(usd, abs=1e-5), key
+        assert got[key][1] == pytest.approx(usd, abs=1e-5), key
+
+
+def test_metrics_samples_equal_the_generators(sample_store):
+    store, _ = sample_store
+    gpu, serving = EXPECTED["gpu"], EXPECTED["serving"]
+    assert store.scalar("SELECT count(*) FROM metric_samples WHERE source = 'dcgm'") == gpu["samples"]
+    assert store.scalar("SELECT count(*) FROM metric_samples WHERE source = 'vllm'") == serving["samples"]
+    # token counters, old and new metric names and the restart included, add up to the batch calls' tokens
+    inc = dict(store.execute("SELECT metric, sum(increase) FROM serving_counter_increase GROUP BY metric").fetchall())
+    assert inc["prompt_tokens"] == serving["prompt_tokens"]
+    assert inc["generation_tokens"] == serving["generation_tokens"]
+    assert inc["requests_succeeded"] == serving["requests"]
+    assert store.scalar("SELECT count(*) FROM serving_counter_increase WHERE reset") == 3  # one restart, three counters
+    names = {r[0] for r in store.execute("SELECT DISTINCT raw_metric FROM serving_samples WHERE metric = 'kv_cache_usage'").fetchall()}
+    assert names == {"vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"}
 
 
 def test_summary_counts_equal_the_generators_bookkeeping(sample_store):

@@ -384,10 +384,11 @@ def derive(store: Store, settings: Settings) -> None:
 def _price(con, settings: Settings) -> None:
     """Prices are derived data too: every call priced from the catalog, the bill reconciled."""
     from llmaudit.pricing.catalog import load_catalog
-    from llmaudit.pricing.cost import create_cost_views, price_calls, reconcile
+    from llmaudit.pricing.cost import create_cost_views, price_calls, reconcile, write_gpu_prices
 
     catalog = load_catalog(settings=settings)
     price_calls(con, catalog, accelerator=settings.accelerator)
+    write_gpu_prices(con, catalog, accelerator=settings.accelerator)  # GPU-hour prices for the capacity rules' SQL
     if con.execute("SELECT count(*) FROM billing").fetchone()[0]:
         reconcile(con, catalog)
     create_cost_views(con)

@@ -236,6 +236,53 @@ def _price_self_hosted(con, catalog: Catalog, accelerator: str | None, result: P
 
 
 # --------------------------------------------------------------------------------------------------
+# GPU-hour prices for SQL: the catalog's accelerators, and each GPU the metrics show, priced
+# --------------------------------------------------------------------------------------------------
+
+def write_gpu_prices(con: duckdb.DuckDBPyConnection, catalog: Catalog, *, accelerator: str | None = None) -> int:
+    """Write two tables that rules read to put dollars on GPU time:
+
+    * `gpu_hour_prices` (accelerator, usd_per_hour, basis, match_patterns, origin): the catalog's
+      GPU-hour prices, a user's price file included;
+    * `gpu_device_prices` (host, device, gpu_model, accelerator, usd_per_hour, price_source): every
+      GPU seen in gpu_samples, resolved here with the catalog's own matching (Python regexes, the
+      same as self-hosted call pricing uses) rather than re-implemented in each rule's SQL, where the
+      regex dialect differs. With `accelerator` (--accelerator) every GPU is priced as that one. A GPU
+      the catalog does not know keeps usd_per_hour NULL: rules then fall back to their parameter.
+
+    Both tables are always (re)created, empty if need be, so rule SQL can rely on them.
+    Returns the number of GPUs priced."""
+    con.execute("""CREATE OR REPLACE TABLE gpu_hour_prices (
+                       accelerator VARCHAR, usd_per_hour DOUBLE, basis VARCHAR, match_patterns VARCHAR[], origin VARCHAR)""")
+    rows = [(g.name, g.price.usd_per_hour, g.price.basis, list(g.price.match), g.origin)
+            for g in sorted(catalog.gpus(), key=lambda g: g.name)]
+    if rows:
+        con.executemany("INSERT INTO gpu_hour_prices VALUES (?, ?, ?, ?, ?)", rows)
+    con.execute("""CREATE OR REPLACE TABLE gpu_device_prices (
+                       host VARCHAR, device VARCHAR, gpu_model VARCHAR, accelerator VARCHAR, usd_per_hour DOUBLE,
+                       price_source VARCHAR)""")
+    if not _exists(con, "gpu_samples"):
+        return 0
+    devices = con.execute("""SELECT host, device, max(gpu_model) FROM gpu_samples GROUP BY host, device
+                             ORDER BY host NULLS FIRST, device NULLS FIRST""").fetchall()
+    override = catalog.gpu(accelerator) if accelerator else None
+    out, priced = [], 0
+    for host, device, gpu_model in devices:
+        gpu = override or catalog.gpu(gpu_model)
+        if gpu is None:
+            out.append((host, device, gpu_model, None, None,
+                        f"no catalog GPU-hour price for {gpu_model!r}" if gpu_model else "the metrics name no GPU model"))
+            continue
+        how = f"--accelerator {accelerator}" if override else f"GPU model {gpu_model!r}"
+        out.append((host, device, gpu_model, gpu.name, gpu.price.usd_per_hour,
+                    f"{gpu.origin}: {gpu.name} ${gpu.price.usd_per_hour:g}/h ({how})"))
+        priced += 1
+    if out:
+        con.executemany("INSERT INTO gpu_device_prices VALUES (?, ?, ?, ?, ?, ?)", out)
+    return priced
+
+
+# --------------------------------------------------------------------------------------------------
 # Reconciliation with bills
 # --------------------------------------------------------------------------------------------------
 

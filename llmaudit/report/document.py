@@ -100,6 +100,171 @@ def _breakdown(store: Store, expr: str) -> list[BreakdownRow]:
     ]
 
 
+def _r(value, digits: int = 2):
+    return None if value is None else round(float(value), digits)
+
+
+def _money_text(amount: float, currency: str) -> str:
+    return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
+
+
+def _trace_days(store: Store) -> tuple | None:
+    """First and last UTC day of the traced model calls (the days reconciliation compares)."""
+    if not store.table_exists("llm_calls"):
+        return None
+    first, last = store.con.execute("SELECT CAST(min(start_time) AS DATE), CAST(max(start_time) AS DATE) FROM llm_calls").fetchone()
+    return (first, last) if first is not None else None
+
+
+def _billing_sections(store: Store, headline: dict, extras: dict) -> None:
+    """Billed spend over the traced days, by kind and currency, and the reconciliation of model spend."""
+    q = store.con.execute
+    if not store.table_exists("billing") or not q("SELECT count(*) FROM billing").fetchone()[0]:
+        return
+    days = _trace_days(store)
+    # Charges are prorated to the traced days (a monthly charge counts for its share of them); with no
+    # traces the whole export counts. Currencies are kept apart, never converted.
+    start, end = (days[0], days[1]) if days else (None, None)
+    rows = q("""
+        WITH b AS (
+            SELECT *,
+                   (model IS NOT NULL OR token_type IS NOT NULL OR service_category = 'AI and Machine Learning') AS llm,
+                   CASE WHEN $start IS NULL THEN 1.0
+                        WHEN charge_period_end IS NULL OR charge_period_end <= charge_period_start
+                            THEN CASE WHEN CAST(charge_period_start AS DATE) BETWEEN $start AND $end THEN 1.0 ELSE 0.0 END
+                        ELSE greatest(0, epoch(least(charge_period_end, CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
+                                               - greatest(charge_period_start, CAST($start AS TIMESTAMP))))
+                             / epoch(charge_period_end - charge_period_start) END AS share
+            FROM billing WHERE billed_cost IS NOT NULL AND charge_period_start IS NOT NULL
+        )
+        SELECT currency, llm, coalesce(service_category, '(none)'), provider, sum(billed_cost * share)
+        FROM b WHERE share > 0
+        GROUP BY ALL ORDER BY currency NULLS LAST, llm DESC, 3, provider NULLS LAST""",
+             {"start": start, "end": end}).fetchall()
+    if not rows:
+        return
+    recon = []
+    if store.table_exists("reconciliation"):
+        recon = q("""
+            SELECT provider, currency, sum(billed_cost), sum(trace_cost), sum(gap)
+            FROM reconciliation WHERE in_trace_window AND billed_cost IS NOT NULL
+            GROUP BY provider, currency ORDER BY provider NULLS LAST, currency""").fetchall()
+    by_model = []
+    if store.table_exists("reconciliation"):
+        by_model = q("""
+            SELECT provider, model, currency, sum(billed_cost), sum(trace_cost), sum(gap)
+            FROM reconciliation WHERE in_trace_window
+            GROUP BY provider, model, currency
+            ORDER BY sum(billed_cost) DESC NULLS LAST, provider NULLS LAST, model, currency LIMIT 50""").fetchall()
+    texts = []
+    for currency in dict.fromkeys(r[0] for r in rows):
+        mine = [r for r in rows if r[0] == currency]
+        total = sum(r[4] for r in mine)
+        llm = sum(r[4] for r in mine if r[1])
+        other = total - llm
+        explained = [(b, t) for p, c, b, t, g in recon if c == currency and b]
+        parts = []
+        if llm:
+            part = f"model APIs {_money_text(llm, currency or '?')}"
+            if currency == "USD" and explained:
+                billed = sum(b for b, _ in explained)
+                traced = sum(t or 0 for _, t in explained)
+                part += f": traces explain {traced / billed:.0%}" if billed > 0 else ""
+            parts.append(part)
+        if other:
+            parts.append(f"other {_money_text(other, currency or '?')}")
+        texts.append(f"{_money_text(total, currency or '?')} ({'; '.join(parts)})")
+    scope = f" on the traced days {start} to {end}" if days else ""
+    headline["Billed"] = ", ".join(texts) + scope
+    extras["reconciliation"] = {
+        "days": {"first": str(start), "last": str(end)} if days else None,
+        "note": "billed cost prorated to the traced days; currencies are never converted; trace estimates are USD list prices",
+        "billed": [{"currency": c, "model_api": bool(llm), "service_category": cat, "provider": p, "billed": _r(v)}
+                   for c, llm, cat, p, v in rows],
+        "by_provider": [{"provider": p, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g),
+                         "explained_share": _r((t or 0) / b, 4) if b and c == "USD" else None}
+                        for p, c, b, t, g in recon],
+        "by_model": [{"provider": p, "model": m, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g)}
+                     for p, m, c, b, t, g in by_model],
+    }
+
+
+def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult) -> None:
+    """Provisioned and busy GPU-hours (by host and hour of day), serving peaks, and the self-hosted calls
+    priced from GPU time."""
+    from llmaudit.metrics_capacity import gpu_hours, serving_peak_concurrency
+
+    hours = gpu_hours(store) if store.table_exists("gpu_busy_intervals") else []
+    peaks = serving_peak_concurrency(store) if store.table_exists("serving_samples") else []
+    if not hours and not peaks:
+        return
+    section: dict = {}
+    if hours:
+        prices = {}
+        if store.table_exists("gpu_device_prices"):
+            prices = {(h, d): (m, a, u) for h, d, m, a, u in store.con.execute(
+                "SELECT host, device, gpu_model, accelerator, usd_per_hour FROM gpu_device_prices").fetchall()}
+        hosts: dict = {}
+        by_hod: dict[int, list[float]] = {}
+        for row in hours:
+            h = hosts.setdefault(row.host, {"host": row.host, "devices": set(), "provisioned": 0.0, "busy": 0.0, "usd": 0.0})
+            h["devices"].add(row.device)
+            h["provisioned"] += row.provisioned_gpu_hours
+            h["busy"] += row.busy_gpu_hours
+            rate = prices.get((row.host, row.device), (None, None, None))[2]
+            h["usd"] = None if rate is None or h["usd"] is None else h["usd"] + row.provisioned_gpu_hours * rate
+            acc = by_hod.setdefault(row.hour_of_day, [0.0, 0.0])
+            acc[0] += row.provisioned_gpu_hours
+            acc[1] += row.busy_gpu_hours
+        host_rows = []
+        for key in sorted(hosts, key=lambda k: (k is None, k or "")):
+            h = hosts[key]
+            models = sorted({prices.get((key, d), (None,))[0] or "?" for d in h["devices"]})
+            host_rows.append({"host": key, "gpus": len(h["devices"]), "gpu_model": ", ".join(models),
+                              "provisioned_gpu_hours": _r(h["provisioned"], 3), "busy_gpu_hours": _r(h["busy"], 3),
+                              "busy_share": _r(h["busy"] / h["provisioned"], 4) if h["provisioned"] else None,
+                              "provisioned_usd": _r(h["usd"])})
+        provisioned = sum(h["provisioned"] for h in hosts.values())
+        busy = sum(h["busy"] for h in hosts.values())
+        gpus = sum(len(h["devices"]) for h in hosts.values())
+        section["hosts"] = host_rows
+        section["by_hour_of_day"] = [{"hour": hod, "provisioned_gpu_hours": _r(p, 3), "busy_gpu_hours": _r(b, 3),
+                                      "busy_share": _r(b / p, 4) if p else None} for hod, (p, b) in sorted(by_hod.items())]
+        text = f"{provisioned:,.0f} GPU-hours provisioned on {gpus} GPU{'s' if gpus != 1 else ''}, {busy / provisioned:.1%} busy"             if provisioned else "no GPU time covered"
+        idle = [f for f in result.findings if f.category == "idle_capacity" and f.waste.gpu_hours]
+        if idle:
+            idle_h = sum(f.waste.gpu_hours or 0 for f in idle)
+            idle_usd = sum(f.waste.usd or 0 for f in idle)
+            text += f"; {idle_h:,.0f} GPU-hours idle (${idle_usd:,.2f}, {', '.join(sorted({f.rule_id for f in idle}))})"
+        headline["GPU"] = text
+    if peaks:
+        section["serving"] = [{"host": p.host, "model": p.model_name, "peak_running": _r(p.peak_running, 1),
+                               "peak_running_at": as_utc(p.peak_running_at).isoformat().replace("+00:00", "Z") if p.peak_running_at else None,
+                               "mean_running": _r(p.mean_running, 3), "p95_running": _r(p.p95_running, 2),
+                               "peak_waiting": _r(p.peak_waiting, 1)} for p in peaks]
+        top = max(peaks, key=lambda p: (p.peak_running or 0, p.host or "", p.model_name or ""))
+        headline["Serving"] = (f"{len(peaks)} model server(s); peak {top.peak_running or 0:,.0f} request(s) running"
+                               + (f" ({top.model_name} on {top.host})" if top.model_name else ""))
+    if store.table_exists("llm_calls"):
+        calls, priced, cost = store.con.execute("""
+            SELECT count(*), count(cost_usd), sum(cost_usd) FROM llm_calls WHERE coalesce(self_hosted, FALSE)""").fetchone()
+        if calls:
+            section["self_hosted_calls"] = {"calls": calls, "priced_from_gpu_time": priced, "cost_usd": _r(cost)}
+    extras["gpu"] = section
+
+
+def summary_extras(store: Store, result: RunResult) -> dict:
+    """extras["headline"] (short lines the terminal, Markdown and HTML show under the header) and the
+    "reconciliation" and "gpu" sections with their numbers, where the store has bills or metrics."""
+    headline: dict[str, str] = {}
+    extras: dict = {}
+    _billing_sections(store, headline, extras)
+    _gpu_sections(store, headline, extras, result)
+    if headline:
+        extras["headline"] = headline
+    return extras
+
+
 def build_document(store: Store, result: RunResult) -> AuditDocument:
     q = store.con.execute
     inputs = [
@@ -131,4 +296,5 @@ def build_document(store: Store, result: RunResult) -> AuditDocument:
         skipped_rules=dict(sorted(result.skipped.items())),
         rule_errors=dict(sorted(result.errors.items())),
         breakdowns={name: _breakdown(store, expr) for name, expr in _BREAKDOWNS.items()},
+        extras=summary_extras(store, result),
     )
