@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -490,21 +489,23 @@ def test_ctrl_c_on_the_cli_reports_and_stores_partial_runs(stub, tmp_path):
                   requests=[Request(id=f"s{i}", arrival_s=i * 0.25, input_tokens=8, output_tokens=20) for i in range(40)])
     write(wl, tmp_path / "w.jsonl")
     db, js = tmp_path / "r.duckdb", tmp_path / "r.json"
-    proc = subprocess.Popen([sys.executable, "-c", CLI_WRAPPER, "replay", "run", str(tmp_path / "w.jsonl"),
-                             "--endpoint", f"{stub}/slow", "--warmup", "0", "--db", str(db), "--json", str(js)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 60
-    while not any("run 0:" in ln for ln in lines) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(2.0)  # some requests complete
-    proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=60)
-    reader.join(5)
-    assert proc.returncode == 130, "".join(lines) + stdout
-    assert "cut short" in stdout and "interrupted" in "".join(lines)
+    # stderr goes to a file that only this test reads (a reader thread beside communicate() would race
+    # it for lines); a wide COLUMNS keeps rich from wrapping "(cut short)" in the runs table.
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-c", CLI_WRAPPER, "replay", "run", str(tmp_path / "w.jsonl"),
+                                 "--endpoint", f"{stub}/slow", "--warmup", "0", "--db", str(db), "--json", str(js)],
+                                stdout=subprocess.PIPE, stderr=err_file, text=True, cwd=REPO,
+                                env={**os.environ, "COLUMNS": "250"})
+        deadline = time.monotonic() + 60
+        while "run 0:" not in err_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # some requests complete
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    stderr = err_path.read_text()
+    assert proc.returncode == 130, stderr + stdout
+    assert "cut short" in stdout and "interrupted" in stderr, stderr + stdout
     doc = json.loads(js.read_text())
     assert doc["interrupted"] is True and doc["runs"][0]["interrupted"] is True
     statuses = [r["status"] for r in doc["runs"][0]["requests"]]
