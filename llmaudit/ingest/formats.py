@@ -14,6 +14,9 @@ class Batch:
     rejects: list                          # llmaudit.ingest.spans.Reject
     records: int                           # records seen (stored, duplicate or rejected)
     bytes_done: int                        # decompressed bytes consumed so far, for progress
+    # Rows for other tables that the main rows refer to (e.g. the resources of spans), by table; a
+    # row already stored (same key) is kept as it is.
+    related: dict[str, pa.Table] = field(default_factory=dict)
 
 
 @dataclass
@@ -21,7 +24,7 @@ class ReadContext:
     file_id: int
     workers: int
     pool: Callable[[], object | None]  # a concurrent.futures executor, started on first use
-    block_size: int = 8 << 20
+    block_size: int = 4 << 20
     options: dict = field(default_factory=dict)
 
 

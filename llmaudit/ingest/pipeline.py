@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from llmaudit.gc_pause import disable_gc_for_worker, paused_gc
 from llmaudit.ingest import formats as registry
 from llmaudit.ingest.formats import Format, ReadContext
 from llmaudit.ingest.sources import Source
@@ -63,7 +64,7 @@ class Ingestor:
             # forkserver: workers never inherit the DuckDB connection or its threads.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["llmaudit.ingest.traces"])
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=disable_gc_for_worker)
         return self._pool
 
     def close(self) -> None:
@@ -103,7 +104,7 @@ class Ingestor:
                 con.execute("INSERT INTO rejects VALUES (NULL, ?, NULL, 0, NULL, ?)", [path, reason])
             return FileResult(path, "unrecognized", rejects=1, first_reject=reason)
         try:
-            with self.store.transaction() as con:
+            with self.store.transaction() as con, paused_gc():
                 return self._ingest(con, source, digest, fmt)
         except StrictRejects as exc:
             result: FileResult = exc.args[0]
@@ -122,6 +123,9 @@ class Ingestor:
         gzipped = source.is_gzip()
         for batch in fmt.read(source, ctx):
             result.records += batch.records
+            for table, related in batch.related.items():  # noqa: B007 (related is read by DuckDB)
+                if related is not None and related.num_rows:
+                    con.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM related")
             if batch.rows is not None and batch.rows.num_rows:
                 rows = batch.rows  # noqa: F841 (read by DuckDB's replacement scan)
                 con.execute(f"INSERT INTO {fmt.table} BY NAME SELECT * FROM rows")

@@ -6,6 +6,7 @@ builder turns the lists into one Arrow record batch that DuckDB inserts in bulk.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import orjson
@@ -14,6 +15,8 @@ import pyarrow.compute as pc
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
+
+RESOURCE_SCHEMA = pa.schema([("resource_id", pa.string()), ("attributes", pa.string())])
 
 SPAN_SCHEMA = pa.schema(
     [
@@ -30,7 +33,7 @@ SPAN_SCHEMA = pa.schema(
         ("service", pa.string()),
         ("scope_name", pa.string()),
         ("attributes", pa.string()),
-        ("resource_attributes", pa.dictionary(pa.int32(), pa.string())),
+        ("resource_id", pa.dictionary(pa.int32(), pa.string())),
         ("events", pa.string()),
         ("file_id", pa.int32()),
     ]
@@ -83,6 +86,11 @@ def text_value(value) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def resource_id(resource_json: str) -> str:
+    """A resource's id: a hash of its attributes' JSON text (the same resource gets the same id in every file)."""
+    return hashlib.blake2b(resource_json.encode(), digest_size=8).hexdigest()
+
+
 class SpanColumns:
     """Accumulates span rows column by column."""
 
@@ -110,6 +118,12 @@ class SpanColumns:
             index = self._resources[resource_json] = len(self._resources)
         return index
 
+    def resources(self) -> pa.Table:
+        """The resources the spans point to: stored once (table resources), not once per span."""
+        texts = list(self._resources)
+        return pa.table([pa.array([resource_id(t) for t in texts], pa.string()), pa.array(texts, pa.string())],
+                        schema=RESOURCE_SCHEMA)
+
     def __len__(self) -> int:
         return len(self.trace_id)
 
@@ -133,7 +147,8 @@ class SpanColumns:
                 pa.array(self.service, pa.string()),
                 pa.array(self.scope_name, pa.string()),
                 pa.array(self.attributes, pa.binary()).cast(pa.string()),
-                pa.DictionaryArray.from_arrays(pa.array(self.resource_ids, pa.int32()), pa.array(list(self._resources), pa.string())),
+                pa.DictionaryArray.from_arrays(pa.array(self.resource_ids, pa.int32()),
+                                               pa.array([resource_id(t) for t in self._resources], pa.string())),
                 pa.array(self.events, pa.string()),
                 pa.array([file_id] * n, pa.int32()),
             ],

@@ -41,13 +41,13 @@ def sniff_zipkin(head: bytes, name: str) -> bool:
 
 
 def parse_jsonl_block(parts: list[bytes], offset: int, file_id: int):
-    """Worker entry point: a block of OTLP JSON lines to (record batch, rejects, records, lines).
+    """Worker entry point: a block of OTLP JSON lines to (span rows, resource rows, rejects, records, lines).
 
     Reject line numbers are relative to the block (1 = its first line); the caller rebases them.
     """
     block = parts[0] if len(parts) == 1 else b"".join(parts)
     cols, rejects, seen = otlp.parse_lines(block, 1, offset)
-    return cols.to_arrow(file_id), rejects, seen, block.count(b"\n")
+    return cols.to_arrow(file_id), cols.resources(), rejects, seen, block.count(b"\n")
 
 
 def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
@@ -59,11 +59,11 @@ def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
         if kind == "error":
             yield Batch(None, [Reject(line_base + 1, done, None, payload)], 0, done)
             continue
-        rows, rejects, seen, lines = payload.result() if kind == "future" else payload
+        rows, resources, rejects, seen, lines = payload.result() if kind == "future" else payload
         for r in rejects:
             r.line += line_base
         line_base += lines
-        yield Batch(rows, rejects, seen, done)
+        yield Batch(rows, rejects, seen, done, {"resources": resources})
 
 
 def _jsonl_jobs(source: Source, ctx: ReadContext, pool):
@@ -101,7 +101,7 @@ def _read_document(parse):
         cols, rejects, seen = parse(data)
         if error:
             rejects.append(Reject(None, len(data), None, error))
-        yield Batch(cols.to_arrow(ctx.file_id), rejects, seen, len(data))
+        yield Batch(cols.to_arrow(ctx.file_id), rejects, seen, len(data), {"resources": cols.resources()})
 
     return read
 

@@ -98,13 +98,22 @@ def _content_filter(alias: str) -> str:
     return "(" + " OR ".join(likes) + f" OR {alias}.events LIKE '%gen_ai.%')"
 
 
+_NEEDS_COUNTS = """SELECT {select} FROM llm_calls
+    WHERE input_tokens IS NULL OR (output_tokens IS NULL AND call_kind <> 'embedding')"""
+
+
 def fill_from_content(con) -> None:
     """Count tokens with tiktoken for calls that captured content but reported no usage."""
     conv = _conv()["content"]
+    # The calls lacking counts come first (usually few; embeddings have no output to count), then their
+    # spans: a content test pushed down to every span would read every span's attributes.
+    if not con.execute(_NEEDS_COUNTS.format(select="count(*)")).fetchone()[0]:
+        return
     rows = con.execute(
-        f"""SELECT c.trace_id, c.span_id, c.input_tokens, c.output_tokens, s.attributes, s.events
-            FROM llm_calls c JOIN spans s USING (trace_id, span_id)
-            WHERE (c.input_tokens IS NULL OR c.output_tokens IS NULL) AND {_content_filter('s')}"""
+        f"""WITH need AS MATERIALIZED ({_NEEDS_COUNTS.format(select="trace_id, span_id, input_tokens, output_tokens")}),
+                 joined AS MATERIALIZED (
+                     SELECT c.*, s.attributes, s.events FROM need c JOIN spans s USING (trace_id, span_id))
+            SELECT * FROM joined s WHERE {_content_filter('s')}"""
     ).fetchall()
     if not rows:
         return
@@ -141,18 +150,31 @@ _INPUT_EVENTS = ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assista
 _OUTPUT_EVENTS = ("gen_ai.choice",)
 
 
+def _doc_index(key: str, prefix: str, suffix: str) -> int | None:
+    """The document index of a key like <prefix>3<suffix>, else None."""
+    if not (key.startswith(prefix) and key.endswith(suffix)):
+        return None
+    middle = key[len(prefix):len(key) - len(suffix)]
+    return int(middle) if middle.isdigit() else None
+
+
 def _doc_tokens(attrs: dict, spec: dict, metadata_fields: list[str]) -> int | None:
     """Tokens of a retrieval's documents: captured content counted, else metadata token counts."""
-    prefix = re.escape(spec["prefix"])
-    content = re.compile("^" + prefix + r"(\d+)" + re.escape(spec["content"]) + "$")
-    metadata = re.compile("^" + prefix + r"(\d+)" + re.escape(spec["metadata"]) + "$")
+    prefix, content, metadata = spec["prefix"], spec["content"], spec["metadata"]
     per_doc: dict[int, int] = {}
+    meta_docs: list[tuple[int, str]] = []
     for key, value in attrs.items():
-        if m := content.match(key):
-            per_doc[int(m.group(1))] = count_tokens(value)
-    for key, value in attrs.items():
-        m = metadata.match(key)
-        if not m or int(m.group(1)) in per_doc:
+        # A cheap test first: most keys of a retrieval span are ids and scores.
+        if key.endswith(content):
+            i = _doc_index(key, prefix, content)
+            if i is not None:
+                per_doc[i] = count_tokens(value)
+        elif key.endswith(metadata):
+            i = _doc_index(key, prefix, metadata)
+            if i is not None:
+                meta_docs.append((i, value))
+    for i, value in meta_docs:
+        if i in per_doc:
             continue
         try:
             meta = orjson.loads(value)
@@ -161,17 +183,20 @@ def _doc_tokens(attrs: dict, spec: dict, metadata_fields: list[str]) -> int | No
         if isinstance(meta, dict):
             n = next((meta[f] for f in metadata_fields if isinstance(meta.get(f), (int, float))), None)
             if n is not None:
-                per_doc[int(m.group(1))] = int(n)
+                per_doc[i] = int(n)
     return sum(per_doc.values()) if per_doc else None
 
 
 def fill_retrieval_tokens(con) -> None:
-    """Tokens of retrieved documents, where the retriever captured their content or token counts."""
+    """Tokens of retrieved documents whose content was captured (counted with tiktoken; a document
+    without content counts its metadata's token count). Runs after derive.documents_sql, which marks
+    the spans with content; the others keep the metadata counts SQL found."""
     conv = _conv()["retrievals"]
     docs, fields = conv["documents"], conv["metadata_token_fields"]
     rows = con.execute(
-        """SELECT r.trace_id, r.span_id, r.kind, s.attributes FROM retrievals r JOIN spans s USING (trace_id, span_id)
-           WHERE contains(s.attributes, '.document.content') OR contains(s.attributes, '.document.metadata')"""
+        """SELECT r.trace_id, r.span_id, r.kind, s.attributes FROM _documents d
+           JOIN retrievals r USING (trace_id, span_id) JOIN spans s USING (trace_id, span_id)
+           WHERE d.has_content"""
     ).fetchall()
     if not rows:
         return

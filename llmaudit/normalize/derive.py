@@ -213,13 +213,12 @@ def requests_sql(settings: Settings) -> str:
     keys = settings.feature_keys + settings.tenant_keys
     paths = ", ".join(sql_str(json_path(k)) for k in keys)
     n_f, n_t = len(settings.feature_keys), len(settings.tenant_keys)
-    # Parsing JSON is the cost here: skip spans whose text holds none of the keys.
-    mentions = " OR ".join(f"contains(s.attributes, {sql_str(chr(34) + k + chr(34))})" for k in keys)
     return f"""
     CREATE OR REPLACE TABLE requests AS
     WITH linked AS MATERIALIZED (
-        SELECT s.trace_id, s.span_id, s.name, s.service, s.start_time, s.end_time, s.status_code, s.resource_attributes,
-               CASE WHEN {mentions} THEN json_extract_string(s.attributes, [{paths}]) END AS _a,
+        SELECT s.trace_id, s.span_id, s.name, s.service, s.start_time, s.end_time, s.status_code, s.resource_id,
+               -- one parse of each span's JSON for all the keys (cheaper than testing for each key first)
+               json_extract_string(s.attributes, [{paths}]) AS _a,
                (s.parent_span_id IS NULL OR p.span_id IS NULL) AS parentless
         FROM spans s LEFT JOIN (SELECT trace_id, span_id FROM spans) p
           ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
@@ -240,7 +239,7 @@ def requests_sql(settings: Settings) -> str:
                any_value(span_id) FILTER (WHERE is_root) AS root_span_id,
                any_value(name) FILTER (WHERE is_root) AS root_name,
                any_value(service) FILTER (WHERE is_root) AS service,
-               any_value(resource_attributes) FILTER (WHERE is_root) AS _root_resource,
+               any_value(resource_id) FILTER (WHERE is_root) AS _root_resource,
                min(start_time) AS start_time,
                max(end_time) AS end_time,
                count(*) AS spans,
@@ -253,7 +252,8 @@ def requests_sql(settings: Settings) -> str:
         FROM marked GROUP BY trace_id
     ),
     resolved AS (
-        SELECT *, json_extract_string(_root_resource, [{paths}]) AS _r FROM per_trace
+        SELECT t.*, json_extract_string(res.attributes, [{paths}]) AS _r
+        FROM per_trace t LEFT JOIN resources res ON res.resource_id = t._root_resource
     ),
     keyed AS (
         SELECT *,
@@ -301,6 +301,8 @@ def requests_sql(settings: Settings) -> str:
 
 
 def retrievals_sql() -> str:
+    """The retrievals table: one row per retrieval or re-rank span, with its document counts. Scores and
+    context tokens are filled by documents_sql once the largest document count is known."""
     conv = conventions()["retrievals"]
     ex = _Extractor()
     is_retrieval = ex.condition(conv["when"])
@@ -314,22 +316,11 @@ def retrievals_sql() -> str:
 
     # Document keys look like retrieval.documents.<i>.document.score: plain string tests select them
     # (cheaper than a regular expression per key), the index is the text between prefix and suffix.
-    def _index(prefix: str) -> str:
-        return f"TRY_CAST(split_part(k[{len(prefix) + 1}:], '.', 1) AS INTEGER)"
-
-    def doc_scores(spec) -> str:
-        prefix, suffix = spec["prefix"], spec["score"]
-        return (
-            f"list_transform(list_sort(list_transform(list_filter(_keys, lambda k: starts_with(k, {sql_str(prefix)}) "
-            f"AND ends_with(k, {sql_str(suffix)})), lambda k: {{'i': {_index(prefix)}, "
-            f"'s': TRY_CAST(json_extract_string(attributes, '$.\"' || k || '\"') AS DOUBLE)}})), lambda x: x.s)"
-        )
-
     def doc_count(spec) -> str:
         prefix = spec["prefix"]
         return (
             f"coalesce(list_max(list_transform(list_filter(_keys, lambda k: starts_with(k, {sql_str(prefix)})), "
-            f"lambda k: {_index(prefix)})) + 1, 0)"
+            f"lambda k: TRY_CAST(split_part(k[{len(prefix) + 1}:], '.', 1) AS INTEGER))) + 1, 0)"
         )
 
     col_sql = ",\n               ".join(f"{expr} AS {name}" for name, expr in cols.items())
@@ -341,7 +332,7 @@ def retrievals_sql() -> str:
         FROM spans WHERE {prefilter}
     ),
     picked AS (
-        SELECT trace_id, span_id, parent_span_id, name AS span_name, start_time, duration_ms, service, attributes,
+        SELECT trace_id, span_id, parent_span_id, name AS span_name, start_time, duration_ms, service,
                {kind_expr} AS kind,
                {col_sql},
                json_keys(attributes) AS _keys
@@ -352,14 +343,57 @@ def retrievals_sql() -> str:
            CASE kind WHEN 'reranker' THEN {doc_count(docs['reranker_in'])} ELSE {doc_count(docs['retriever'])} END
                AS documents_returned,
            CASE kind WHEN 'reranker' THEN {doc_count(docs['reranker_out'])} END AS documents_kept,
-           CASE kind WHEN 'reranker' THEN {doc_scores(docs['reranker_in'])} ELSE {doc_scores(docs['retriever'])} END
-               AS scores,
+           CAST(NULL AS DOUBLE[]) AS scores,
            CAST(NULL AS BIGINT) AS context_tokens,
            CAST(NULL AS VARCHAR) AS feature,
            CAST(NULL AS VARCHAR) AS tenant
     FROM picked
     ORDER BY start_time, trace_id, span_id
     """
+
+
+def documents_sql(max_docs: int) -> str:
+    """Scores (in document order) and metadata token counts of each retrieval's documents, for document
+    indexes below max_docs: one parse of each span's JSON for all of them (constant paths)."""
+    conv = conventions()["retrievals"]
+    docs, fields = conv["documents"], conv["metadata_token_fields"]
+
+    def values(spec, field: str) -> str:
+        paths = ", ".join(sql_str(json_path(f"{spec['prefix']}{i}{spec[field]}")) for i in range(max_docs))
+        return f"json_extract_string(s.attributes, [{paths}])"
+
+    def per_kind(field: str) -> str:
+        return (f"CASE r.kind WHEN 'reranker' THEN {values(docs['reranker_in'], field)} "
+                f"ELSE {values(docs['retriever'], field)} END")
+
+    # A metadata token count is a JSON number under one of the fields, first in priority order (as
+    # int() would: truncated); metadata that is not a JSON object counts nothing.
+    counts = [f"CASE WHEN json_type(m, {sql_str(json_path(f))}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') "
+              f"THEN CAST(trunc(CAST(json_extract(m, {sql_str(json_path(f))}) AS DOUBLE)) AS BIGINT) END" for f in fields]
+    token = f"CASE WHEN json_valid(m) AND json_type(m) = 'OBJECT' THEN coalesce({', '.join(counts)}) END"
+    return f"""
+    CREATE OR REPLACE TEMP TABLE _documents AS
+    SELECT r.trace_id, r.span_id,
+           list_transform(list_filter({per_kind('score')}, lambda v: v IS NOT NULL), lambda v: TRY_CAST(v AS DOUBLE)) AS scores,
+           list_transform({per_kind('metadata')}, lambda m: {token}) AS metadata_tokens,
+           contains(s.attributes, {sql_str(docs['retriever']['content'] + chr(34))}) AS has_content
+    FROM retrievals r JOIN spans s USING (trace_id, span_id)
+    """
+
+
+def fill_documents(con) -> None:
+    """Scores and context tokens of the retrievals' documents: counted from captured content (tiktoken,
+    in Python, for the few spans that captured it), else from the documents' metadata (SQL)."""
+    max_docs = con.execute("SELECT coalesce(max(documents_returned), 0) FROM retrievals").fetchone()[0]
+    if not max_docs:
+        return
+    con.execute(documents_sql(int(max_docs)))
+    con.execute("""
+        UPDATE retrievals SET scores = d.scores,
+               context_tokens = CASE WHEN list_count(d.metadata_tokens) > 0 THEN list_sum(d.metadata_tokens) END
+        FROM _documents d WHERE d.trace_id = retrievals.trace_id AND d.span_id = retrievals.span_id""")
+    content.fill_retrieval_tokens(con)  # spans with captured document content: counted, overriding metadata
+    con.execute("DROP TABLE IF EXISTS _documents")
 
 
 def derive(store: Store, settings: Settings) -> None:
@@ -369,7 +403,7 @@ def derive(store: Store, settings: Settings) -> None:
         content.fill_from_content(con)
         con.execute(RETRIES_SQL)
         con.execute(retrievals_sql())
-        content.fill_retrieval_tokens(con)
+        fill_documents(con)
         con.execute(requests_sql(settings))
         for table in ("llm_calls", "retrievals"):
             con.execute(

@@ -16,17 +16,16 @@ and returns what was measured so far (``RunMeasurement.interrupted``).
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import aiohttp
 import orjson
 
+from llmaudit.gc_pause import paused_gc
 from llmaudit.replay.workload import PromptMaker, Request, TokenSpace, Workload
 
 # Statuses a request can end with. "ok" is the only success.
@@ -290,7 +289,7 @@ async def replay_async(workload: Workload, opts: ClientOptions, *, salt: str, sp
         if on_start:
             on_start(run.t0)
         interrupted = False
-        with quiet_gc():
+        with paused_gc():
             for i, (offset, _) in enumerate(plan):
                 # Sleep in slices of at most 0.25 s so that Ctrl-C during a long recorded gap is
                 # answered at once; the last slice ends at the send time.
@@ -333,23 +332,6 @@ def run_loop(coro):
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
-
-
-@contextmanager
-def quiet_gc():
-    """No cyclic garbage collection while a run sends: a full collection over many live objects
-    pauses the loop for milliseconds, and a paused loop sends late. Objects alive before the run are
-    frozen out of later collections; collection resumes (and catches up) afterwards."""
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
 
 
 def replay(workload: Workload, opts: ClientOptions, **kwargs) -> RunMeasurement:

@@ -49,9 +49,16 @@ CREATE TABLE IF NOT EXISTS spans (
     service             VARCHAR,            -- resource service.name (Jaeger process / Zipkin localEndpoint)
     scope_name          VARCHAR,
     attributes          VARCHAR,            -- JSON text (VARCHAR: JSON-typed columns re-validate on insert)
-    resource_attributes VARCHAR,
+    resource_id         VARCHAR,            -- resources.resource_id: the process that emitted the span
     events              VARCHAR,            -- JSON list [{name, time_ns, attributes}], NULL if none
     file_id             INTEGER             -- ingest_log.file_id; (trace_id, span_id) is unique
+);
+
+-- The resources (the process, host, pod... that emitted spans), each stored once. Its attributes are a
+-- JSON object like spans.attributes: spans JOIN resources USING (resource_id).
+CREATE TABLE IF NOT EXISTS resources (
+    resource_id VARCHAR PRIMARY KEY,   -- a hash of the attributes' JSON text
+    attributes  VARCHAR
 );
 
 -- attr(attributes, 'gen_ai.request.model'): one attribute's text, NULL when absent.

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import duckdb
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: resources stored once (spans.resource_id), not per span
 _SCHEMA_DIR = Path(__file__).resolve().parent
 
 
@@ -49,9 +49,28 @@ class Store:
         with self.transaction():
             for sql_file in sorted(_SCHEMA_DIR.glob("schema*.sql")):
                 self.con.execute(sql_file.read_text())
+            self._upgrade_resources()
             self.con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
             )
+
+    def _upgrade_resources(self) -> None:
+        """A version 1 store kept each span's resource attributes in the span: move them to resources."""
+        old = self.scalar("""SELECT count(*) FROM information_schema.columns
+                             WHERE table_name = 'spans' AND column_name = 'resource_attributes'""")
+        if not old:
+            return
+        from llmaudit.ingest.spans import resource_id
+
+        texts = [r[0] for r in self.con.execute(
+            "SELECT DISTINCT resource_attributes FROM spans WHERE resource_attributes IS NOT NULL").fetchall()]
+        ids = [(resource_id(t), t) for t in texts]
+        if ids:
+            self.con.executemany("INSERT OR IGNORE INTO resources VALUES (?, ?)", ids)
+        self.con.execute("ALTER TABLE spans ADD COLUMN resource_id VARCHAR")
+        self.con.execute("""UPDATE spans SET resource_id = r.resource_id FROM resources r
+                            WHERE r.attributes = spans.resource_attributes""")
+        self.con.execute("ALTER TABLE spans DROP COLUMN resource_attributes")
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
