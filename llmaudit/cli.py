@@ -167,12 +167,13 @@ def _emit(doc, *, output_format: str, output: Optional[Path], json_path: Optiona
           html_path: Optional[Path], baseline: Optional[Path], fail_on: Optional[str], fail_on_new: bool, redact: bool,
           verbose: bool, header=None) -> int:
     """Write every requested output and return the exit code (0, or 1 for --fail-on / --fail-on-new)."""
-    from llmaudit.report.outputs import ReportError, render_json, write_outputs
+    from llmaudit.report.outputs import ReportError, prepare_outputs, render_json, write_prepared
     from llmaudit.report.terminal import print_findings
 
     try:
-        comparison = write_outputs(doc, json_path=json_path, markdown_path=markdown_path, html_path=html_path,
-                                   baseline_path=baseline, redact=redact)
+        # Every output, the terminal and --format json included, shows the same (redacted) document.
+        doc, comparison = prepare_outputs(doc, baseline_path=baseline, redact=redact)
+        write_prepared(doc, json_path=json_path, markdown_path=markdown_path, html_path=html_path)
     except ReportError as exc:
         raise fail(str(exc))
     if output_format == "json":
@@ -211,7 +212,7 @@ HtmlOption = typer.Option(None, "--html", help="Also write a self-contained HTML
 BaselineOption = typer.Option(None, "--baseline", help="A previous --json report: show new, resolved and unchanged findings.")
 FailOnOption = typer.Option(None, "--fail-on", help="Exit 1 when a finding has this severity or higher.")
 FailOnNewOption = typer.Option(False, "--fail-on-new", help="Exit 1 when a finding is new since --baseline.")
-RedactOption = typer.Option(False, "--redact", help="Hash tenant and user names in written reports (salt: $LLMAUDIT_REDACT_SALT).")
+RedactOption = typer.Option(False, "--redact", help="Hash tenant and user names in every output (salt: $LLMAUDIT_REDACT_SALT).")
 SetOption = typer.Option([], "--set", help="Override a rule parameter: RULE.param=value (repeatable).")
 RulesOption = typer.Option([], "--rules", help="An extra folder of rule files (repeatable).")
 VerboseOption = typer.Option(False, "--verbose", "-v", help="Evidence, examples and the fix for each finding.")

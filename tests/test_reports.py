@@ -185,6 +185,25 @@ def test_markdown_stays_under_the_cap_with_500_findings(hostile_doc):
     assert "_475 more new findings not shown here" in text
 
 
+@pytest.mark.parametrize("limit", [1_500, 4_000, 12_000, MAX_CHARS])
+def test_markdown_never_exceeds_its_limit_whatever_the_input(hostile_doc, limit):
+    # Text that grows several times when escaped (quotes and ampersands), many baseline changes, many
+    # skipped rules and a long baseline path: every section competes for the budget.
+    template = by_rule(hostile_doc, "LLMA003")[0]
+    noisy = [f.model_copy(update={"message": '"&<>' * 300, "rule_name": '"' * 200}) for f in synthetic_findings(template, 40)]
+    old = [f.model_copy(update={"fingerprint": f.fingerprint + "old"}) for f in noisy[:26]]
+    changed = [f.model_copy(update={"waste": f.waste.model_copy(update={"usd_per_month": 1.0})}) for f in noisy[26:]]
+    doc = hostile_doc.model_copy(update={"findings": noisy,
+                                         "skipped_rules": {f"X{i:03d}": '"&' * 150 for i in range(40)}})
+    base = hostile_doc.model_copy(update={"findings": old + changed})
+    cmp = compare(doc, base, "/very/" + "long/" * 200 + "last.json")
+    assert cmp.counts.new == 26 and cmp.counts.resolved == 26
+    text = render_markdown(doc.model_copy(update={"extras": {**doc.extras, "baseline": cmp.model_dump(mode="json")}}),
+                           limit=limit)
+    assert len(text) <= limit
+    assert "left out" in text or "not shown here" in text
+
+
 def cells(row: str) -> list[str]:
     """Split a Markdown table row on unescaped pipes (GFM's rule)."""
     return re.split(r"(?<!\\)\|", row.strip())[1:-1]

@@ -100,21 +100,34 @@ def table(headers: list[str], rows: list[list[str]], align: list[str] | None = N
 
 
 class _Budget:
-    """Append blocks while they fit; remember what was left out."""
+    """Append blocks while they fit; whatever does not fit is left out and counted.
+
+    Every append is checked, so no input (however many findings, however long their escaped text)
+    can push the text over the limit. Ordinary blocks must leave _NOTE_RESERVE characters free;
+    closing blocks (a "left out" note, a closing tag) may use that reserve.
+    """
 
     def __init__(self, limit: int):
         self.limit = limit
         self.parts: list[str] = []
         self.size = 0
+        self.dropped = 0
 
     def fits(self, text: str, reserve: int = _NOTE_RESERVE) -> bool:
         return self.size + len(text) + reserve <= self.limit
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, *, closing: bool = False) -> bool:
+        if not self.fits(text, 0 if closing else _NOTE_RESERVE):
+            self.dropped += 1
+            return False
         self.parts.append(text)
         self.size += len(text)
+        return True
 
     def text(self) -> str:
+        if self.dropped:
+            self.add(f"\n_Parts of this summary were left out to stay under the {self.limit:,}-character limit; "
+                     "see the JSON or HTML report._\n", closing=True)
         return "".join(self.parts)
 
 
@@ -127,7 +140,7 @@ def _capped_table(budget: _Budget, headers, rows: list[list[str]], align, max_ro
         budget.add(table(headers, shown, align))
     left = len(rows) - len(shown)
     if left:
-        budget.add(f"\n_{left:,} more {what} not shown here; see the JSON or HTML report._\n")
+        budget.add(f"\n_{left:,} more {what} not shown here; see the JSON or HTML report._\n", closing=True)
     return len(shown)
 
 
@@ -316,7 +329,7 @@ def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
     if problems:
         budget.add("\n<details><summary>Rules skipped or failed ({:,})</summary>\n\n".format(len(problems)))
         _capped_table(budget, ["rule", "why"], [[md(r), md(w, 200)] for r, w in problems], ["l", "l"], 30, "rules")
-        budget.add("\n</details>\n")
+        budget.add("\n</details>\n", closing=True)
 
     if findings:
         budget.add("\n### Details\n\n")
@@ -331,8 +344,6 @@ def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
         if left:
             budget.add(
                 f"\n_Details of {left:,} of {len(findings):,} findings left out to stay under GitHub's "
-                f"{limit:,}-character limit; see the JSON or HTML report for all of them._\n"
+                f"{limit:,}-character limit; see the JSON or HTML report for all of them._\n", closing=True
             )
-    text = budget.text()
-    assert len(text) <= limit, "markdown budget overrun"  # a bug in the budgeting, never input-dependent
-    return text
+    return budget.text()

@@ -20,7 +20,7 @@ CLI wiring (cli.py is the lead's; this is what these functions expect):
   --fail-on-new                   exit 1 exactly when the comparison has at least one new finding
                                   (len(comparison.new) > 0); requires --baseline (without it: usage
                                   error, exit 2). Combines with --fail-on SEV by OR: exit 1 if either says so.
-  --redact                        pseudonymise tenant/user names in the written files (not the terminal);
+  --redact                        pseudonymise tenant/user names in every output, the terminal included;
                                   salt from $LLMAUDIT_REDACT_SALT (set it as a CI secret so week-over-week
                                   baselines match and nobody can test guesses; without it a public default
                                   salt is used and the report says so)
@@ -76,17 +76,11 @@ def _write_atomic(path: Path, text: str) -> None:
         raise ReportError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def write_outputs(doc: AuditDocument, *, json_path: str | Path | None = None, markdown_path: str | Path | None = None,
-                  html_path: str | Path | None = None, baseline_path: str | Path | None = None, redact: bool = False,
-                  redact_salt: str | None = None) -> Comparison | None:
-    """Render every requested format, then write them; returns the baseline comparison, if one was asked for.
-
-    The caller's document is not modified (the terminal shows real names even with redact=True).
-    Everything is rendered before anything is written, so a failure writes no file at all.
-    """
-    from llmaudit.report.html import render_html
-    from llmaudit.report.markdown import render_markdown
-
+def prepare_outputs(doc: AuditDocument, *, baseline_path: str | Path | None = None, redact: bool = False,
+                    redact_salt: str | None = None) -> tuple[AuditDocument, Comparison | None]:
+    """The document every output renders (content scrubbed, names pseudonymised if asked, the baseline
+    comparison in extras["baseline"]) and the comparison, if a baseline was given. The caller's
+    document is not modified."""
     out = prepare(doc, redact=redact, redact_salt=redact_salt)
     comparison = None
     if baseline_path is not None:
@@ -98,14 +92,33 @@ def write_outputs(doc: AuditDocument, *, json_path: str | Path | None = None, ma
         extras = dict(out.extras)
         extras["baseline"] = comparison.model_dump(mode="json")
         out = out.model_copy(update={"extras": extras})
+    return out, comparison
+
+
+def write_prepared(doc: AuditDocument, *, json_path: str | Path | None = None, markdown_path: str | Path | None = None,
+                   html_path: str | Path | None = None) -> None:
+    """Render every requested format of a prepared document (prepare_outputs), then write them.
+
+    Everything is rendered before anything is written, so a failure writes no file at all.
+    """
+    from llmaudit.report.html import render_html
+    from llmaudit.report.markdown import render_markdown
 
     rendered: list[tuple[str | Path, str]] = []
     if json_path is not None:
-        rendered.append((json_path, render_json(out)))
+        rendered.append((json_path, render_json(doc)))
     if markdown_path is not None:
-        rendered.append((markdown_path, render_markdown(out)))
+        rendered.append((markdown_path, render_markdown(doc)))
     if html_path is not None:
-        rendered.append((html_path, render_html(out)))
+        rendered.append((html_path, render_html(doc)))
     for path, text in rendered:
         _write_atomic(Path(path), text)
+
+
+def write_outputs(doc: AuditDocument, *, json_path: str | Path | None = None, markdown_path: str | Path | None = None,
+                  html_path: str | Path | None = None, baseline_path: str | Path | None = None, redact: bool = False,
+                  redact_salt: str | None = None) -> Comparison | None:
+    """prepare_outputs, then write_prepared: the files, and the baseline comparison if one was asked for."""
+    out, comparison = prepare_outputs(doc, baseline_path=baseline_path, redact=redact, redact_salt=redact_salt)
+    write_prepared(out, json_path=json_path, markdown_path=markdown_path, html_path=html_path)
     return comparison
