@@ -338,6 +338,7 @@ REPLY_PRIMING = 3  # tokens the chat format adds to every request
 SUPPORT_TENANTS = (("acme", 0.42), ("globex", 0.24), ("initech", 0.16), ("umbrella", 0.11), ("hooli", 0.07))
 TURN_WEIGHTS = (0.52, 0.20, 0.12, 0.08, 0.05, 0.03)   # sessions of 1..6 turns
 MODERATION_SYSTEM_TOKENS = 236
+HISTORY_BUDGET_TOKENS = 1000  # history a turn needs (a summary plus the last exchange); the rest is bloat
 OPENAI_CACHE_MIN = 1024       # OpenAI caches prompts of at least 1024 tokens, in steps of 128
 OPENAI_CACHE_STEP = 128
 CACHE_TTL_US = 5 * 60 * US
@@ -1410,11 +1411,20 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
     sys_prefix = sc.system_prompt_tokens + MSG_OVERHEAD
     hist_tokens = 0
     hist_cached = 0
+    # The history beyond a budget (a running summary plus the last exchange would fit in it): the oldest
+    # history, at the start of the prompt, so the cached part of the history is counted first.
+    over_tokens, over_usd = 0, 0.0
     for tr, s in main:
         if tr.meta["turn"] > 0:
             hist_tokens += tr.meta["history_tokens"]
             c = s.meta.get("nom_cached", 0) if not s.meta["failed"] else 0
-            hist_cached += min(c, tr.meta["prefix_tokens"]) - min(c, sys_prefix) if c else 0
+            cached_history = min(c, tr.meta["prefix_tokens"]) - min(c, sys_prefix) if c else 0
+            hist_cached += cached_history
+            if not s.meta["failed"] and s.meta["attempt"] == 0:
+                over = max(0, tr.meta["history_tokens"] - HISTORY_BUDGET_TOKENS)
+                over_cached = min(over, cached_history)
+                over_tokens += over
+                over_usd += ((over - over_cached) * g4["input"] + over_cached * g4["cached_input"]) / 1e6
     sess_len: dict[str, int] = {}
     for tr in traces:
         if not tr.meta["faq"]:
@@ -1424,10 +1434,15 @@ def support_truth(sc: Scenario, traces: list[Trace]) -> dict:
     bloat = {
         "mechanism": "prompt bloat (resent conversation history)", "planted": sc.max_turns > 1, "scope": scope,
         "definition": "every turn resends all previous questions and answers; history tokens counted per gpt-4o call "
-                      "span of turns 2+; cached = the part of that history inside the reported cache_read prefix",
+                      "span of turns 2+; cached = the part of that history inside the reported cache_read prefix; "
+                      "over budget = per successful first attempt of turns 2+, the history beyond "
+                      "history_budget_tokens (its oldest part, cached first)",
         "sessions_by_requests": dist, "requests_turn_2_plus": len(turns),
         "history_tokens": hist_tokens, "history_tokens_cached": hist_cached,
         "history_usd": _usd(((hist_tokens - hist_cached) * g4["input"] + hist_cached * g4["cached_input"]) / 1e6),
+        "history_budget_tokens": HISTORY_BUDGET_TOKENS,
+        "history_tokens_over_budget": over_tokens,
+        "history_over_budget_usd": _usd(over_usd),
         "max_input_tokens": max((s.meta["nom_in"] for _, s in main), default=0),
         "mean_input_tokens_by_turn": {
             str(k + 1): round(sum(s.meta["nom_in"] for tr, s in main if tr.meta["turn"] == k and s.meta["attempt"] == 0)

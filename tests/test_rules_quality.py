@@ -29,6 +29,7 @@ PLANTED = [
     ("support-bot", "retry_storm", "LLMA004", "failed_attempt_usd", "usd"),
     ("support-bot", "cacheable_duplicates", "LLMA007", "duplicate_usd", "usd"),
     ("support-bot", "prefix_cache", "LLMA008", "saving_usd_if_cached", "usd"),
+    ("support-bot", "prompt_bloat", "LLMA010", "history_tokens_over_budget", "tokens"),
     ("ops-agent", "runaway_loop", "LLMA002", "wasted_usd", "usd"),
     ("ops-agent", "model_routing", "LLMA009", "saving_usd", "usd"),
     ("batch-summarizer", "padding", "LLMA005", "unused_reserved_tokens", "tokens"),
