@@ -158,8 +158,8 @@ def test_analyze_header_shows_billed_spend_and_gpu_use(sample):
     billing, gpu = EXPECTED["billing"], EXPECTED["gpu"]
     assert head["Billed"].startswith(f"${billing['billed_usd']:,.2f} (model APIs ${billing['llm_api_billed_usd']:,.2f}: traces explain")
     assert head["GPU"].startswith(f"{gpu['provisioned_gpu_hours']:,.0f} GPU-hours provisioned on 1 GPU, "
-                                  f"{gpu['busy_gpu_hours'] / gpu['provisioned_gpu_hours']:.1%} busy")
-    assert "idle" in head["GPU"] and "LLMA013" in head["GPU"]
+                                  f"compute {gpu['busy_gpu_hours'] / gpu['provisioned_gpu_hours']:.1%} used (SM activity)")
+    assert "would not have held" in head["GPU"] and "LLMA013" in head["GPU"]
     rec = {r["provider"]: r for r in doc.extras["reconciliation"]["by_provider"]}
     assert rec["openai"]["explained_share"] == pytest.approx(billing["explained_share"]["openai"], abs=0.02)
     assert rec["anthropic"]["explained_share"] == pytest.approx(1.0, abs=0.001)

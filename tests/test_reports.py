@@ -204,6 +204,22 @@ def test_markdown_never_exceeds_its_limit_whatever_the_input(hostile_doc, limit)
     assert "left out" in text or "not shown here" in text
 
 
+def test_waste_total_counts_one_mechanism_on_one_feature_once(hostile_doc):
+    from llmaudit.report.document import waste_totals
+
+    t = by_rule(hostile_doc, "LLMA003")[0]
+
+    def finding(rule, category, feature, usd):
+        return t.model_copy(update={"rule_id": rule, "category": category,
+                                    "scope": t.scope.model_copy(update={"service": "agent", "feature": feature}),
+                                    "waste": t.waste.model_copy(update={"usd": usd, "usd_per_month": usd * 4})})
+
+    findings = [finding("LLMA001", "fan_out", "/ask", 18.0), finding("LLMA002", "fan_out", "/ask", 17.0),  # same calls
+                finding("LLMA002", "fan_out", "/other", 2.0), finding("LLMA003", "oversized_top_k", "/ask", 5.0),
+                finding("LLMA015", "cost_reconciliation", None, 70.0)]
+    assert waste_totals(findings) == (25.0, 100.0, 70.0)
+
+
 def cells(row: str) -> list[str]:
     """Split a Markdown table row on unescaped pipes (GFM's rule)."""
     return re.split(r"(?<!\\)\|", row.strip())[1:-1]

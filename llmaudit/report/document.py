@@ -44,8 +44,13 @@ class Totals(BaseModel):
     cached_input_tokens: int
     spend_usd: float | None = Field(description="trace-estimated spend of priced calls")
     unpriced_calls: int = Field(description="calls whose model has no price: not counted as $0")
-    estimated_waste_usd: float
-    estimated_waste_usd_per_month: float
+    estimated_waste_usd: float = Field(description=(
+        "waste findings over the window, counted once per mechanism and feature: where several findings "
+        "of one category share a service and feature (e.g. a call budget and a loop on the same calls), "
+        "only the largest counts; cost_reconciliation findings are not waste (see unexplained_spend_usd)"))
+    estimated_waste_usd_per_month: float = Field(description="the same, extrapolated to 30 days")
+    unexplained_spend_usd: float = Field(0.0, description=(
+        "billed spend the traces do not explain (cost_reconciliation findings): to investigate, not proven waste"))
     findings: int
     rejects: int
 
@@ -230,12 +235,15 @@ def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult)
         section["hosts"] = host_rows
         section["by_hour_of_day"] = [{"hour": hod, "provisioned_gpu_hours": _r(p, 3), "busy_gpu_hours": _r(b, 3),
                                       "busy_share": _r(b / p, 4) if p else None} for hod, (p, b) in sorted(by_hod.items())]
-        text = f"{provisioned:,.0f} GPU-hours provisioned on {gpus} GPU{'s' if gpus != 1 else ''}, {busy / provisioned:.1%} busy"             if provisioned else "no GPU time covered"
+        # busy = SM activity x time (the share of its compute a GPU used), not the hours with a request
+        text = (f"{provisioned:,.0f} GPU-hours provisioned on {gpus} GPU{'s' if gpus != 1 else ''}, "
+                f"compute {busy / provisioned:.1%} used (SM activity)") if provisioned else "no GPU time covered"
         idle = [f for f in result.findings if f.category == "idle_capacity" and f.waste.gpu_hours]
         if idle:
             idle_h = sum(f.waste.gpu_hours or 0 for f in idle)
             idle_usd = sum(f.waste.usd or 0 for f in idle)
-            text += f"; {idle_h:,.0f} GPU-hours idle (${idle_usd:,.2f}, {', '.join(sorted({f.rule_id for f in idle}))})"
+            text += (f"; {idle_h:,.0f} GPU-hours an hour-of-day schedule would not have held (${idle_usd:,.2f}, "
+                     f"{', '.join(sorted({f.rule_id for f in idle}))})")
         headline["GPU"] = text
     if peaks:
         section["serving"] = [{"host": p.host, "model": p.model_name, "peak_running": _r(p.peak_running, 1),
@@ -265,6 +273,25 @@ def summary_extras(store: Store, result: RunResult) -> dict:
     return extras
 
 
+def waste_totals(findings) -> tuple[float, float, float]:
+    """(waste in the window, per month, unexplained billed spend), without counting one waste twice.
+
+    Findings of one mechanism (category) on one service and feature describe the same calls from
+    different angles (a call budget and a runaway loop; idle hours and surplus replicas), so only the
+    largest of them counts. Reconciliation gaps are spend to investigate, not waste."""
+    largest: dict[tuple, tuple[float, float]] = {}
+    unexplained = 0.0
+    for f in findings:
+        if f.category == "cost_reconciliation":
+            unexplained += f.waste.usd or 0.0
+            continue
+        key = (f.category, f.scope.service, f.scope.feature)
+        usd, month = f.waste.usd or 0.0, f.waste.usd_per_month or 0.0
+        if key not in largest or (usd, month) > largest[key]:
+            largest[key] = (usd, month)
+    return sum(u for u, _ in largest.values()), sum(m for _, m in largest.values()), unexplained
+
+
 def build_document(store: Store, result: RunResult) -> AuditDocument:
     q = store.con.execute
     inputs = [
@@ -280,12 +307,12 @@ def build_document(store: Store, result: RunResult) -> AuditDocument:
                   coalesce(sum(cached_input_tokens), 0), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL)
            FROM llm_calls"""
     ).fetchone()
-    waste = sum(f.waste.usd or 0.0 for f in result.findings)
-    waste_month = sum(f.waste.usd_per_month or 0.0 for f in result.findings)
+    waste, waste_month, unexplained = waste_totals(result.findings)
     totals = Totals(
         requests=requests, spans=spans, llm_calls=calls, input_tokens=int(tin), output_tokens=int(tout),
         cached_input_tokens=int(tcached), spend_usd=round(spend, 2) if spend is not None else None,
         unpriced_calls=unpriced, estimated_waste_usd=round(waste, 2), estimated_waste_usd_per_month=round(waste_month, 2),
+        unexplained_spend_usd=round(unexplained, 2),
         findings=len(result.findings), rejects=q("SELECT count(*) FROM rejects").fetchone()[0],
     )
     return AuditDocument(

@@ -185,6 +185,7 @@ def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
         ["Spend (window)", spend],
         ["Estimated waste (window)", usd(t.estimated_waste_usd)],
         ["Estimated waste per month", usd(t.estimated_waste_usd_per_month)],
+        *([["Billed spend no trace explains", usd(t.unexplained_spend_usd)]] if t.unexplained_spend_usd else []),
         ["Findings", f"{t.findings:,}"],
         ["Requests", f"{t.requests:,}"],
         ["LLM calls", f"{t.llm_calls:,}"],

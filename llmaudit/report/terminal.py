@@ -110,8 +110,10 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     console.print(f"Spend         {spend}")
     console.print(
         f"Est. waste    ${t.estimated_waste_usd:,.2f} in the window, ${t.estimated_waste_usd_per_month:,.2f} per month "
-        f"(sum of {t.findings} findings; they can overlap)"
+        f"({t.findings} findings; overlapping ones of one mechanism and feature counted once)"
     )
+    if t.unexplained_spend_usd:
+        console.print(f"Unexplained   ${t.unexplained_spend_usd:,.2f} billed that no trace explains (to investigate, not counted as waste)")
     for key, value in doc.extras.get("headline", {}).items():
         console.print(Text(f"{key:<14}{value}"))
     console.print()
