@@ -14,6 +14,7 @@ from typing import Any
 from llmaudit.config import Settings
 from llmaudit.normalize.derive import derive, ensure_derived
 from llmaudit.rules.engine import RunResult, all_rules, run_rules
+from llmaudit.rules.spec import RuleError
 from llmaudit.store import Store
 
 
@@ -25,11 +26,26 @@ def prepare(store: Store, settings: Settings, *, force: bool = True) -> None:
         ensure_derived(store, settings)
 
 
+def check_params(settings: Settings, rules) -> None:
+    """Parameter overrides from the config file name existing rules and parameters of the right type
+    (as --set does): a typo must not silently leave a default in force."""
+    by_id = {r.id: r for r in rules}
+    where = settings.source or "config"
+    for rule_id, params in settings.params.items():
+        if rule_id not in by_id:
+            raise RuleError(f"{where}: [llmaudit.params.{rule_id}]: no rule {rule_id}")
+        try:
+            by_id[rule_id].bound_params(params)
+        except RuleError as exc:
+            raise RuleError(f"{where}: [llmaudit.params.{rule_id}]: {exc}") from exc
+
+
 def audit(store: Store, settings: Settings | None = None, *, overrides: dict[str, dict[str, Any]] | None = None,
           extra_rule_dirs: list[Path] | None = None) -> RunResult:
     settings = settings or Settings()
     prepare(store, settings, force=False)
     rules = all_rules([*settings.rules, *(extra_rule_dirs or [])])
+    check_params(settings, rules)
     merged = {k: dict(v) for k, v in settings.params.items()}
     for rule_id, params in (overrides or {}).items():
         merged.setdefault(rule_id, {}).update(params)

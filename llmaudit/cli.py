@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from llmaudit import __version__
+from llmaudit.cli_output import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, err, fail, out
 from llmaudit.config import ConfigError, Settings, load_settings
 from llmaudit.ingest.pipeline import IngestReport
 from llmaudit.ingest.sources import InputError
@@ -25,20 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
-# Not on a terminal (pipes, CI logs): a fixed width, so tables are neither cut nor different per machine.
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
-
 DbOption = typer.Option(None, "--db", help="DuckDB store file (created if missing). Default: a temporary store.")
 ConfigOption = typer.Option(None, "--config", help="Config file (default: ./llmaudit.toml or [tool.llmaudit] in ./pyproject.toml).")
 PricesOption = typer.Option(None, "--prices", help="A price file overriding and extending the bundled catalog (see `llmaudit pricing`).")
 AcceleratorOption = typer.Option(None, "--accelerator", help="Price self-hosted GPU time as this GPU (e.g. H100) instead of the one in the metrics.")
-
-
-def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    return typer.Exit(code)
 
 
 def _settings(config: Optional[Path], prices: Optional[Path] = None, accelerator: Optional[str] = None) -> Settings:
@@ -110,8 +101,18 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
     with ingest_progress(err, total, enabled=not quiet) as on_progress:
         ingestor = Ingestor(store, force_format=fmt, strict=strict, on_progress=on_progress)
         report = ingestor.run(sources)
+    if not any(f.status in ("ingested", "already ingested") for f in report.files) and _store_is_empty(store):
+        # Nothing to audit is an input error, not a clean bill of health.
+        why = "; ".join(f"{f.path}: {f.first_reject or f.status}" for f in report.files[:5])
+        more = f" (and {len(report.files) - 5} more)" if len(report.files) > 5 else ""
+        raise fail(f"nothing readable in {', '.join(paths)}: no trace, billing or metrics file was recognized ({why}{more})")
     derive(store, settings)
     return report
+
+
+def _store_is_empty(store: Store) -> bool:
+    return not store.scalar("SELECT (SELECT count(*) FROM spans) + (SELECT count(*) FROM billing) "
+                            "+ (SELECT count(*) FROM metric_samples)")
 
 
 @app.command()
@@ -134,6 +135,9 @@ def ingest(
         if not quiet:
             print_ingest(out, report, store, db)
     if strict and report.failed_strict:
+        for f in report.files:  # even with --quiet: an exit status alone does not say which file
+            if f.status in ("rejected", "unrecognized"):
+                err.print(f"{f.path}: {f.first_reject}", markup=False, highlight=False)
         raise typer.Exit(EXIT_INPUT)
 
 

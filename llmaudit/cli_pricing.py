@@ -7,18 +7,15 @@ calls take the same option: declare `prices: Optional[Path] = PricesOption` and 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from llmaudit.cli_output import fail, out
 from llmaudit.config import ConfigError, Settings, load_settings
 from llmaudit.pricing.catalog import Catalog, PriceError, load_catalog
-
-EXIT_INPUT = 2
 
 pricing_app = typer.Typer(
     help="The price catalog: token prices per model and GPU-hour prices, bundled and dated.",
@@ -26,9 +23,6 @@ pricing_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Not on a terminal (pipes, CI logs): a fixed width, so tables are neither cut nor different per machine.
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # a message is one line, whatever its length
 
 PricesOption = typer.Option(
     None, "--prices",
@@ -38,27 +32,22 @@ PricesOption = typer.Option(
 ConfigOption = typer.Option(None, "--config", help="Config file (default: ./llmaudit.toml or [tool.llmaudit] in ./pyproject.toml).")
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    return typer.Exit(EXIT_INPUT)
-
-
 def catalog_for(prices: Optional[Path], settings: Settings | None = None) -> Catalog:
     """The catalog for a command: --prices FILE, else the config's `prices`, else the bundled one.
     A price file that cannot be used exits with status 2 and a message naming the file and entry."""
     if prices is not None and not Path(prices).is_file():
-        raise _fail(f"{prices}: no such price file")
+        raise fail(f"{prices}: no such price file")
     try:
         return load_catalog(prices, settings)
     except PriceError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _settings(config: Optional[Path]) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _usd(value: float | None) -> str:
@@ -93,7 +82,7 @@ def list_prices(
     entries = catalog.entries(provider)
     if provider and not entries:
         known = ", ".join(catalog.providers)
-        raise _fail(f"no prices for provider {provider!r}; providers in the catalog: {known}")
+        raise fail(f"no prices for provider {provider!r}; providers in the catalog: {known}")
     table = Table(title=f"Token prices as of {catalog.as_of}, USD per 1M tokens", title_justify="left")
     for name in ("provider", "model", "input", "cached input", "cache write", "output", "mode"):
         table.add_column(name, justify="right" if name in ("input", "cached input", "cache write", "output") else "left")
@@ -115,7 +104,7 @@ def show_price(
     catalog = catalog_for(prices, _settings(config))
     entry = catalog.resolve(model, provider)
     if entry is None:
-        raise _fail(f"unknown model {model!r}{f' (provider {provider})' if provider else ''}: not in the price catalog "
+        raise fail(f"unknown model {model!r}{f' (provider {provider})' if provider else ''}: not in the price catalog "
                     f"(as of {catalog.as_of}); its calls stay unpriced. Add it to a price file and pass --prices FILE.")
     p = entry.price
     out.print(f"{model} -> {entry.provider}/{entry.model}")

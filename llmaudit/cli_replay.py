@@ -13,20 +13,17 @@ FINDING_ID, so `llmaudit replay all FINDING_ID` and `llmaudit replay FINDING_ID`
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+from llmaudit.cli_output import err, fail, out
 
-EXIT_OK, EXIT_NOTHING_MEASURED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_NOTHING_MEASURED, EXIT_INTERRUPTED = 1, 130
 # All-in-one: a recorded workload longer than this is compressed to it unless a rescale is given
 # (a day of traffic replayed in real time would take a day).
 DEFAULT_MAX_SPAN_S = 60.0
@@ -48,11 +45,6 @@ replay_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    return typer.Exit(code)
 
 
 # ---------------------------------------------------------------- shared options
@@ -83,9 +75,9 @@ def _token_range(text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(x) for x in text.split(":"))
     except ValueError:
-        raise _fail(f"--token-range {text!r}: expected LOW:HIGH, e.g. 10:2000")
+        raise fail(f"--token-range {text!r}: expected LOW:HIGH, e.g. 10:2000")
     if lo < 0 or hi - lo < 16:
-        raise _fail("--token-range must hold at least 16 ids, from 0 up")
+        raise fail("--token-range must hold at least 16 ids, from 0 up")
     return lo, hi
 
 
@@ -95,7 +87,7 @@ def _server(endpoint: Optional[str], launch: Optional[str], launch_timeout: floa
     from llmaudit.replay.server import ServerError, endpoint_from_command, launched
 
     if not endpoint and not launch:
-        raise _fail("give --endpoint URL (a running server) or --launch \"COMMAND\" (start one)")
+        raise fail("give --endpoint URL (a running server) or --launch \"COMMAND\" (start one)")
     if not launch:
         yield endpoint
         return
@@ -109,20 +101,20 @@ def _server(endpoint: Optional[str], launch: Optional[str], launch_timeout: floa
             yield url
         err.print("server stopped")
     except ServerError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _open_store(db: Optional[Path]):
     from llmaudit.store import Store, StoreError
 
     if db is None:
-        raise _fail("give --db FILE: the store that `llmaudit analyze FILES --db FILE` wrote")
+        raise fail("give --db FILE: the store that `llmaudit analyze FILES --db FILE` wrote")
     if not db.exists():
-        raise _fail(f"{db}: no such store")
+        raise fail(f"{db}: no such store")
     try:
         return Store(db)
     except StoreError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _settings(config: Optional[Path]):
@@ -131,7 +123,7 @@ def _settings(config: Optional[Path]):
     try:
         return load_settings(config)
     except ConfigError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _finding(store, finding_id: str, settings):
@@ -140,7 +132,7 @@ def _finding(store, finding_id: str, settings):
     try:
         return find_finding(store, finding_id, settings)
     except BuildError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _build(store, finding, name: str, max_requests: int):
@@ -149,7 +141,7 @@ def _build(store, finding, name: str, max_requests: int):
     try:
         return build(store, finding, name=name, max_requests=max_requests)
     except BuildError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _price(gpu, gpu_hour_usd, prices, settings=None):
@@ -159,7 +151,7 @@ def _price(gpu, gpu_hour_usd, prices, settings=None):
     try:
         return gpu_hour_price(gpu, gpu_hour_usd, prices if prices is not None else getattr(settings, "prices", None))
     except (PriceChoiceError, PriceError) as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -236,7 +228,7 @@ def _label_workloads(paths: list[Path]):
         try:
             loaded.append(read(p))
         except WorkloadError as exc:
-            raise _fail(str(exc))
+            raise fail(str(exc))
     variants = [w.header.variant for w in loaded]
     labels = []
     for p, w in zip(paths, loaded):
@@ -245,7 +237,7 @@ def _label_workloads(paths: list[Path]):
         else:
             labels.append(p.name.removesuffix(".jsonl"))
     if len(set(labels)) != len(labels):
-        raise _fail("two workloads have the same name; rename one file")
+        raise fail("two workloads have the same name; rename one file")
     return list(zip(labels, loaded))
 
 
@@ -333,7 +325,7 @@ def _replay(workloads, endpoint, *, model, speedup, rate, duration, repeats, slo
     try:
         return replay_runs(workloads, cfg, on_event=_progress)
     except ScheduleError as exc:
-        raise _fail(str(exc))
+        raise fail(str(exc))
 
 
 def _result_json(result, measured=None, finding=None) -> str:
@@ -403,7 +395,7 @@ def run_cmd(
         try:
             store = Store(db)
         except StoreError as exc:
-            raise _fail(str(exc))
+            raise fail(str(exc))
     try:
         if "baseline" in wl and "remediated" in wl and result.runs:
             fingerprint = wl["baseline"].header.finding
@@ -536,13 +528,13 @@ def capacity_cmd(
     from llmaudit.replay.workload import WorkloadError, read
 
     if slo_ttft is None and slo_e2e is None:
-        raise _fail("capacity needs an SLO: --slo-ttft and/or --slo-e2e")
+        raise fail("capacity needs an SLO: --slo-ttft and/or --slo-e2e")
     finding = None
     if Path(target).is_file():
         try:
             shapes = read(target)
         except WorkloadError as exc:
-            raise _fail(str(exc))
+            raise fail(str(exc))
     else:
         settings = _settings(config)
         store = _open_store(db)

@@ -91,7 +91,11 @@ def test_interrupted_ingest_leaves_a_valid_store_and_a_rerun_completes(tmp_path)
     expected = 600 * 40 * 5
     db = tmp_path / "s.duckdb"
     proc = subprocess.Popen([*LLMAUDIT, "ingest", str(src), "--db", str(db), "-q"], start_new_session=True)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not db.exists() and time.monotonic() < deadline:  # the store is open: the ingest has begun
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the ingest ended before it could be interrupted: make the file larger"
     os.killpg(proc.pid, signal.SIGKILL)  # no clean-up of any kind
     proc.wait()
     con = duckdb.connect(str(db))
@@ -156,3 +160,68 @@ def test_baseline_new_resolved_and_fail_on_new(tmp_path):
     back = json.loads((tmp_path / "back.json").read_text())["extras"]["baseline"]
     assert {c["fingerprint"] for c in back["resolved"]} == new and back["new"] == []
     assert run("analyze", *week1, "--fail-on-new", "-q").returncode == 2  # needs --baseline
+
+
+def test_nothing_readable_is_an_input_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("meeting notes, not telemetry\n")
+    (tmp_path / "data.json").write_text('{"hello": "world"}\n')
+    res = run("analyze", tmp_path)
+    assert res.returncode == 2
+    assert "nothing readable" in res.stderr and "data.json" in res.stderr
+
+
+def test_strict_failure_names_the_file_even_when_quiet(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(f.request(f.simple_trace())) + "\n{broken\n")
+    res = run("ingest", bad, "--db", tmp_path / "s.duckdb", "--strict", "-q")
+    assert res.returncode == 2
+    assert f"{bad}: line 2: invalid JSON" in res.stderr
+
+
+def test_config_file_sets_feature_and_tenant_keys_and_checks_rule_params(tmp_path):
+    src = tmp_path / "t.jsonl"
+    tid, root = f.new_trace_id(), f.new_span_id()
+    spans = [f.span(tid, root, None, "POST /x", 2, attrs={"http.route": "/x", "team.product": "search-box",
+                                                           "team.customer": "initech"}),
+             f.llm_span(tid, root)]
+    f.write_jsonl(src, [f.request(spans)])
+    query = "SELECT feature, tenant FROM requests"
+    db = tmp_path / "default.duckdb"
+    assert run("ingest", src, "--db", db, "-q", cwd=tmp_path).returncode == 0
+    assert json.loads(run("query", "--db", db, query, "-f", "json").stdout) == [{"feature": "/x", "tenant": None}]
+
+    # llmaudit.toml in the working directory...
+    (tmp_path / "llmaudit.toml").write_text('[llmaudit]\nfeature_keys = ["team.product"]\ntenant_keys = ["team.customer"]\n')
+    db = tmp_path / "toml.duckdb"
+    assert run("ingest", src, "--db", db, "-q", cwd=tmp_path).returncode == 0
+    assert json.loads(run("query", "--db", db, query, "-f", "json", cwd=tmp_path).stdout) == [
+        {"feature": "search-box", "tenant": "initech"}]
+    # ...or [tool.llmaudit] in pyproject.toml
+    (tmp_path / "llmaudit.toml").unlink()
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.llmaudit]\nfeature_keys = ["team.customer"]\n')
+    db = tmp_path / "pyproject.duckdb"
+    assert run("ingest", src, "--db", db, "-q", cwd=proj).returncode == 0
+    assert json.loads(run("query", "--db", db, "SELECT feature FROM requests", "-f", "json", cwd=proj).stdout) == [
+        {"feature": "initech"}]
+
+    # A parameter override for a rule that does not exist is an error that names the file, not a no-op.
+    (proj / "pyproject.toml").write_text('[tool.llmaudit.params.LLMA999]\nmax_k = 6\n')
+    res = run("analyze", src, "-q", cwd=proj)
+    assert res.returncode == 2 and "pyproject.toml" in res.stderr and "no rule LLMA999" in res.stderr
+    (proj / "pyproject.toml").write_text('[tool.llmaudit.params.LLMA003]\nmax_k = "six"\n')
+    res = run("analyze", src, "-q", cwd=proj)
+    assert res.returncode == 2 and "LLMA003" in res.stderr
+
+
+def test_unknown_model_is_unpriced_in_the_summary_not_zero(tmp_path):
+    src = tmp_path / "t.jsonl"
+    f.write_jsonl(src, [f.request(f.simple_trace(n_llm=3, model="acme-llm-9000")), f.request(f.simple_trace(n_llm=2))])
+    res = run("analyze", src, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "(3 calls unpriced, not counted)" in res.stdout
+    doc = json.loads(run("analyze", src, "--format", "json", "-q", cwd=tmp_path).stdout)
+    assert doc["totals"]["unpriced_calls"] == 3
+    # the two gpt-4o calls (100 in, 20 out at $2.50/$10.00 per 1M) are the whole spend
+    assert doc["totals"]["spend_usd"] == round(2 * (100 * 2.5 + 20 * 10.0) / 1e6, 2)

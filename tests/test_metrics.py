@@ -501,7 +501,7 @@ def test_nvidia_smi_csv(db, tmp_path):
         if p == 30:
             bad[out.add(f"{stamp}, NVIDIA H100 80GB HBM3, 2, GPU-2abc, high %, 1 %, 1 MiB, 81559 MiB, 1 W, 1, P0")] = \
                 "utilization.gpu: not a number"
-            bad[out.add(f"2025-11-22T08:00:00, NVIDIA H100 80GB HBM3, 1, GPU-1abc, 1 %, 1 %, 1 MiB, 81559 MiB, 1 W, 1, P0")] = \
+            bad[out.add("2025-11-22T08:00:00, NVIDIA H100 80GB HBM3, 1, GPU-1abc, 1 %, 1 %, 1 MiB, 81559 MiB, 1 W, 1, P0")] = \
                 "is not YYYY/MM/DD"
     path = tmp_path / "nvidia-smi.csv"
     path.write_text(out.text())
