@@ -225,3 +225,36 @@ def test_unknown_model_is_unpriced_in_the_summary_not_zero(tmp_path):
     assert doc["totals"]["unpriced_calls"] == 3
     # the two gpt-4o calls (100 in, 20 out at $2.50/$10.00 per 1M) are the whole spend
     assert doc["totals"]["spend_usd"] == round(2 * (100 * 2.5 + 20 * 10.0) / 1e6, 2)
+
+
+def test_progress_counts_spans_and_moves_through_a_gzip_file(tmp_path):
+    """The bar advances while a .gz file is read (from its decompressed size), in on-disk bytes, and
+    says spans for traces; on a terminal it renders as a rich progress bar."""
+    import gzip
+    import io
+
+    from rich.console import Console
+
+    from llmaudit.ingest.pipeline import Ingestor
+    from llmaudit.ingest.sources import expand_paths
+    from llmaudit.report.progress import ingest_progress
+    from llmaudit.store import Store
+
+    src = tmp_path / "t.jsonl.gz"
+    docs = [f.request([s for _ in range(20) for s in f.simple_trace(n_llm=4)]) for _ in range(1300)]  # ~12 MB inflated
+    with gzip.open(src, "wt", encoding="utf-8") as fh:
+        for d in docs:
+            fh.write(json.dumps(d) + "\n")
+    calls = []
+    with Store(tmp_path / "s.duckdb") as store:
+        Ingestor(store, workers=1, on_progress=lambda b, r, k=None: calls.append((b, r, k))).run(expand_paths([str(src)]))
+    moving = [c for c in calls[:-1] if c[0] > 0]
+    assert len(moving) >= 2 and moving[0][0] < src.stat().st_size, calls  # not all at the end
+    assert sum(b for b, _, _ in calls) == src.stat().st_size
+    assert sum(r for _, r, _ in calls) == 1300 * 20 * 5 and {k for _, _, k in calls} == {"traces"}
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=160)
+    with ingest_progress(console, 64 << 20) as on_progress:
+        on_progress(32 << 20, 123_456, "traces")
+    assert "123,456 spans" in screen.getvalue() and "spans/s" in screen.getvalue()

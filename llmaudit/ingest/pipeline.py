@@ -49,12 +49,13 @@ class Ingestor:
     """Reads sources into a store. Worker processes are started only for large files."""
 
     def __init__(self, store: Store, *, force_format: str | None = None, strict: bool = False,
-                 workers: int | None = None, on_progress: Callable[[int, int], None] | None = None):
+                 workers: int | None = None, on_progress: Callable[..., None] | None = None):
         self.store = store
         self.force = registry.by_name(force_format) if force_format else None
         self.strict = strict
         self.workers = workers or max(1, min(os.cpu_count() or 1, 8))
-        self.on_progress = on_progress or (lambda nbytes, records: None)
+        # on_progress(on-disk bytes done, records read, kind of file: traces | billing | metrics)
+        self.on_progress = on_progress or (lambda nbytes, records, kind=None: None)
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self):
@@ -118,9 +119,12 @@ class Ingestor:
         ctx = ReadContext(file_id=file_id, workers=self.workers, pool=self._get_pool)
         result = FileResult(path, "ingested", fmt.name, fmt.kind)
         total_bytes = 0
-        reported = 0  # progress is counted in on-disk bytes; a gzip file advances when it is done
+        # Progress is counted in on-disk bytes. A gzip file advances in proportion to its decompressed
+        # size when the trailer gives it, else when it is done.
+        reported = 0
         on_disk = source.size
         gzipped = source.is_gzip()
+        inflated = source.decompressed_size_hint() if gzipped else None
         for batch in fmt.read(source, ctx):
             result.records += batch.records
             for table, related in batch.related.items():  # noqa: B007 (related is read by DuckDB)
@@ -133,12 +137,17 @@ class Ingestor:
             if batch.rejects:
                 self._record_rejects(con, file_id, path, batch.rejects, result)
             total_bytes = batch.bytes_done
-            done = reported if gzipped else min(on_disk, total_bytes)
-            self.on_progress(done - reported, batch.records)
-            reported = done
+            if not gzipped:
+                done = min(on_disk, total_bytes)
+            elif inflated:
+                done = min(on_disk - 1, on_disk * total_bytes // inflated)
+            else:
+                done = reported
+            self.on_progress(max(0, done - reported), batch.records, fmt.kind)
+            reported = max(reported, done)
         if self.strict and result.rejects:
             raise StrictRejects(result)
-        self.on_progress(on_disk - reported, 0)
+        self.on_progress(on_disk - reported, 0, fmt.kind)
         result.duplicates = self._drop_duplicates(con, fmt, file_id)
         result.stored -= result.duplicates
         self._log(con, path, digest, total_bytes, fmt.name, fmt.kind, result.records, result.stored, result.rejects, file_id)

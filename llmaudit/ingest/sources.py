@@ -74,6 +74,16 @@ class Source:
             while block := fh.read(size):
                 yield block
 
+    def decompressed_size_hint(self) -> int | None:
+        """A gzip file's decompressed size from its trailer (ISIZE: the size mod 2**32 of the last
+        member), for progress only; None when it cannot be right (not gzip, or smaller than the file)."""
+        if not self.is_gzip():
+            return None
+        with open(self.path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+        return isize if isize >= self.size else None
+
     def head(self, n: int = 65536) -> bytes:
         """The first n decompressed bytes (fewer if the stream is short or broken)."""
         got = bytearray()
