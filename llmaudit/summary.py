@@ -25,6 +25,26 @@ class FormatCount(BaseModel):
     records: int
 
 
+class BilledTotal(BaseModel):
+    currency: str | None
+    rows: int
+    billed_cost: float
+    effective_cost: float | None
+    period_start: datetime | None
+    period_end: datetime | None
+    providers: list[str]
+
+
+class MetricsSource(BaseModel):
+    source: str              # dcgm | nvidia-smi | vllm | prometheus
+    samples: int
+    series: int
+    hosts: list[str]
+    devices: int
+    start: datetime | None
+    end: datetime | None
+
+
 class StoreSummary(BaseModel):
     files: list[FormatCount]
     spans: int
@@ -37,6 +57,8 @@ class StoreSummary(BaseModel):
     window_end: datetime | None
     services: list[str]
     models: list[ModelUsage]
+    billing: list[BilledTotal] = []       # one per currency: never added across currencies
+    metrics: list[MetricsSource] = []
 
 
 def summarize(store: Store) -> StoreSummary:
@@ -78,4 +100,20 @@ def summarize(store: Store) -> StoreSummary:
         window_end=end,
         services=services,
         models=models,
+        billing=[
+            BilledTotal(currency=c, rows=n, billed_cost=round(b or 0.0, 2), effective_cost=None if e is None else round(e, 2),
+                        period_start=ps, period_end=pe, providers=list(p or []))
+            for c, n, b, e, ps, pe, p in q(
+                """SELECT currency, count(*), sum(billed_cost), sum(effective_cost), min(charge_period_start),
+                          max(charge_period_end), list_sort(list(DISTINCT provider) FILTER (WHERE provider IS NOT NULL))
+                   FROM billing GROUP BY currency ORDER BY currency NULLS LAST""").fetchall()
+        ],
+        metrics=[
+            MetricsSource(source=src, samples=n, series=k, hosts=list(h or []), devices=d, start=t0, end=t1)
+            for src, n, k, h, d, t0, t1 in q(
+                """SELECT source, count(*), count(DISTINCT series_key),
+                          list_sort(list(DISTINCT host) FILTER (WHERE host IS NOT NULL)),
+                          count(DISTINCT (host, device)) FILTER (WHERE device IS NOT NULL), min(time), max(time)
+                   FROM metric_samples GROUP BY source ORDER BY source""").fetchall()
+        ],
     )

@@ -131,3 +131,19 @@ def test_counts_equal_a_plain_json_walk_of_the_otlp_file(sample_store):
         [file_id],
     ).fetchall()
     assert {m: (n, t) for m, n, t in rows} == {m: (calls[m], tokens_in[m]) for m in calls}
+
+
+def test_ingest_summary_of_the_bill_and_the_metrics_equals_the_generator_counts(tmp_path):
+    import subprocess
+    import sys
+
+    files = [SAMPLE / "billing.focus.csv.gz", SAMPLE / "gpu-node.dcgm.prom.gz", SAMPLE / "vllm.metrics.prom.gz"]
+    res = subprocess.run([sys.executable, "-m", "llmaudit", "ingest", *map(str, files)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    billing, data = EXPECTED["billing"], EXPECTED["data_files"]
+    assert (f"Billed       {billing['billed_usd']:,.2f} USD in {billing['rows']:,} charges, "
+            "2026-11-09 00:00 → 2026-11-16 00:00 UTC (anthropic, aws, openai)") in res.stdout
+    for name, source in (("gpu-node.dcgm.prom.gz", "dcgm"), ("vllm.metrics.prom.gz", "vllm")):
+        assert f"Metrics      {source}: {data[name]['records']:,} samples" in res.stdout
+    assert "Spans        none (no trace files)" in res.stdout

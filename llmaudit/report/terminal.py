@@ -33,6 +33,12 @@ def _window(s) -> str:
     return f"{s.window_start:%Y-%m-%d %H:%M} → {s.window_end:%Y-%m-%d %H:%M} UTC"
 
 
+def _period(start, end) -> str:
+    if start is None:
+        return "no time"
+    return f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC" if end else f"from {start:%Y-%m-%d %H:%M} UTC"
+
+
 def print_ingest(console: Console, report: IngestReport, store: Store, db: Path | None) -> None:
     s = summarize(store)
     files = Table(title="Files", title_justify="left", show_edge=False)
@@ -49,11 +55,25 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
     console.print(files)
     console.print()
     console.print(f"Store        {db if db else 'temporary (use --db FILE to keep it)'}")
-    console.print(f"Window       {_window(s)}")
-    console.print(f"Spans        {s.spans:,} in {s.traces:,} traces ({s.orphan_spans:,} orphan spans)")
-    console.print(f"LLM calls    {s.llm_calls:,}    retrievals {s.retrievals:,}")
+    if s.spans or not (s.billing or s.metrics):
+        console.print(f"Window       {_window(s)}")
+        console.print(f"Spans        {s.spans:,} in {s.traces:,} traces ({s.orphan_spans:,} orphan spans)")
+        console.print(f"LLM calls    {s.llm_calls:,}    retrievals {s.retrievals:,}")
+    else:
+        console.print("Spans        none (no trace files)")
     console.print(f"Rejects      {s.rejects:,}" + ("  (see: llmaudit query --db FILE \"SELECT * FROM rejects\")" if s.rejects and db else ""))
-    console.print(Text("Services     " + (", ".join(s.services) or "none")))
+    if s.spans:
+        console.print(Text("Services     " + (", ".join(s.services) or "none")))
+    for b in s.billing:
+        money = f"{b.billed_cost:,.2f} {b.currency or '(no currency)'}"
+        effective = f", effective {b.effective_cost:,.2f}" if b.effective_cost is not None and b.effective_cost != b.billed_cost else ""
+        console.print(Text(f"Billed       {money}{effective} in {b.rows:,} charges, {_period(b.period_start, b.period_end)}"
+                           f" ({', '.join(b.providers) or 'no provider'})"))
+    for m in s.metrics:
+        hosts = ", ".join(m.hosts[:5]) + (f" and {len(m.hosts) - 5} more" if len(m.hosts) > 5 else "")
+        devices = f", {m.devices:,} GPU{'s' if m.devices != 1 else ''}" if m.devices else ""
+        console.print(Text(f"Metrics      {m.source}: {m.samples:,} samples of {m.series:,} series, {_period(m.start, m.end)}"
+                           f" ({hosts or 'no host'}{devices})"))
     for f in report.files:
         if f.first_reject:
             console.print(Text(f"  {f.path}: {f.rejects:,} rejected; first: {f.first_reject}", style="yellow"))
