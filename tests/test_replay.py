@@ -32,7 +32,7 @@ from llmaudit.ingest.sources import expand_paths
 from llmaudit.normalize.derive import derive
 from llmaudit.replay import metrics as vm
 from llmaudit.replay.build import BuildError, build, find_finding
-from llmaudit.replay.capacity import CapacityConfig, poisson_workload, replicas, sweep
+from llmaudit.replay.capacity import CapacityConfig, poisson_workload, provisioned_from, replicas, sweep
 from llmaudit.replay.client import ClientOptions, busy_seconds, percentile, replay, schedule, summarize, RequestResult
 from llmaudit.replay.run import ReplayConfig, ReplayResult, RunRecord, replay_runs, run_order
 from llmaudit.replay.savings import GpuHourPrice, attach_measured, gpu_hour_price, measure
@@ -340,7 +340,11 @@ def test_savings_scale_sample_to_production_and_month():
     assert ms.usd_per_month_spread == pytest.approx(0.1414 * 1000 * 15 / 1000, rel=1e-3)
     assert ms.detail["prompt_tokens_reduction"]["saved"] == 50
     assert any("x100" in a for a in ms.detail["assumptions"])
+    assert not any(a.startswith("arrivals ") for a in ms.detail["assumptions"])  # replayed as recorded
     assert gpu_hour_price("H100").usd_per_hour > 0 and gpu_hour_price(None, 2.5).usd_per_hour == 2.5
+    # A compressed replay says so: concurrency, and so the shared busy time, differ from production.
+    res.config = ReplayConfig(endpoint="http://e", repeats=2, duration=3.0)
+    assert "arrivals compressed to 3 s (recorded span 9 s)" in " ".join(measure(res, base, rem, price).detail["assumptions"])
 
 
 def test_run_order_alternates_abba():
@@ -566,6 +570,12 @@ def test_capacity_sweep_finds_the_service_rate(stub):
     assert plan["idle_usd_per_month"] == pytest.approx(plan["idle"] * 2.0 * 730)
     wl = poisson_workload(shapes, 50, 4, seed=1)
     assert wl == poisson_workload(shapes, 50, 4, seed=1) and 120 < len(wl.requests) < 280
+
+
+def test_capacity_reads_the_provisioned_replicas_of_an_idle_capacity_finding(tmp_path):
+    with store_with(tmp_path, "LLMA014/positive.vllm.prom.gz", "LLMA014/positive.dcgm.prom.gz") as store:
+        f = finding_of(store, "LLMA014")
+    assert provisioned_from(f.evidence) == f.evidence["replicas_provisioned"] == 4
 
 
 def test_cli_build_writes_both_variants(tmp_path):

@@ -28,7 +28,7 @@ from llmaudit.replay.workload import Header, Request, TokenSpace, Workload
 
 HOURS_PER_MONTH = 730.0
 # Evidence keys a finding may carry for what is provisioned, in order of preference.
-PROVISIONED_KEYS = ("provisioned_replicas", "replicas", "servers", "provisioned_servers")
+PROVISIONED_KEYS = ("replicas_provisioned", "provisioned_replicas", "replicas", "servers", "provisioned_servers")
 
 
 class CapacityConfig(BaseModel):
@@ -97,7 +97,10 @@ async def sweep_async(shapes: Workload, cfg: CapacityConfig, *, stop: asyncio.Ev
 
     async with aiohttp.ClientSession() as session:
         async def step(rate: float) -> Step | None:
-            await m.wait_idle(session, base, opts.model, timeout_s=cfg.timeout_s)
+            await m.wait_idle(session, base, opts.model, timeout_s=cfg.timeout_s, stop=stop)
+            if stop.is_set():
+                result.interrupted = True
+                return None
             wl = poisson_workload(shapes, rate, cfg.step_s, cfg.seed)
             meas = await replay_async(wl, opts, salt=f"capacity:{cfg.seed}:{rate:.6g}", stop=stop)
             if meas.interrupted:

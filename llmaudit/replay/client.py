@@ -84,6 +84,8 @@ class RequestResult:
     sent_s: float | None = None        # offsets from the run's start
     end_s: float | None = None
     lateness_s: float | None = None    # sent_s - scheduled_s: how late the client was
+    wire_s: float | None = None        # when the request's headers were written to the socket
+    wire_lateness_s: float | None = None  # wire_s - scheduled_s: how late the request really left
     ttft_s: float | None = None
     e2e_s: float | None = None
     itl_s: float | None = None         # mean time between tokens after the first
@@ -161,6 +163,21 @@ def _body(model: str, prompt: list[int], req: Request, extra: dict[str, Any]) ->
     return orjson.dumps(body)
 
 
+def _wire_trace() -> aiohttp.TraceConfig:
+    """Stamp each request when aiohttp has written its headers to the socket: lateness measured at the
+    wire includes waiting for a connection and serializing, not just when the send was scheduled."""
+    async def headers_sent(session, ctx, params) -> None:
+        if isinstance(ctx.trace_request_ctx, tuple):
+            res, t0 = ctx.trace_request_ctx
+            if res.wire_s is None:
+                res.wire_s = time.perf_counter() - t0
+                res.wire_lateness_s = res.wire_s - res.scheduled_s
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(headers_sent)
+    return trace
+
+
 class _Run:
     def __init__(self, opts: ClientOptions, session: aiohttp.ClientSession, model: str, headers: dict[str, str]):
         self.opts = opts
@@ -179,7 +196,8 @@ class _Run:
         max_gap = 0.0
         done = False
         try:
-            async with self.session.post(self.url, data=body, headers=self.headers) as resp:
+            async with self.session.post(self.url, data=body, headers=self.headers,
+                                         trace_request_ctx=(res, self.t0)) as resp:
                 res.http_status = resp.status
                 if resp.status >= 400:
                     text = (await resp.content.read(500)).decode("utf-8", "replace")
@@ -190,39 +208,52 @@ class _Run:
                 # (the total timeout also applies). Chunks carry >= 1 token; 4x leaves room for
                 # empty keep-alive chunks.
                 budget = 4 * res.output_tokens + 64
-                async for raw in resp.content:
-                    budget -= 1
-                    if budget < 0:
-                        res.status, res.error = "bad_response", "more chunks than tokens asked for"
-                        return
-                    if not raw.startswith(b"data:"):
-                        continue  # blank separators, comments, event: lines
-                    payload = raw[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
-                        break
+                # Read what arrived, not line by line: one await per network read keeps the event loop
+                # free for the sends that are due (lines of one read share its arrival time).
+                pending = b""
+                stream = resp.content.iter_any()
+                while not done:
                     try:
-                        chunk = orjson.loads(payload)
-                    except orjson.JSONDecodeError:
-                        res.status, res.error = "bad_response", f"not JSON: {payload[:80]!r}"
-                        return
+                        data = await stream.__anext__()
+                    except StopAsyncIteration:
+                        if not pending:
+                            break
+                        data, pending = pending + b"\n", b""  # a last line without its newline
                     now = clock()
-                    if chunk.get("choices"):
-                        res.chunks += 1
-                        if first is None:
-                            first = now
-                        elif last is not None and now - last > max_gap:
-                            max_gap = now - last
-                        last = now
-                    usage = chunk.get("usage")
-                    if usage:
-                        res.prompt_tokens = usage.get("prompt_tokens")
-                        res.completion_tokens = usage.get("completion_tokens")
-                        details = usage.get("prompt_tokens_details") or {}
-                        res.cached_tokens = details.get("cached_tokens")
-                    if chunk.get("error"):  # some servers report failures inside the stream
-                        res.status, res.error = "http_5xx", str(chunk["error"])[:300]
-                        return
+                    lines = (pending + data).split(b"\n")
+                    pending = lines.pop()
+                    for raw in lines:
+                        budget -= 1
+                        if budget < 0:
+                            res.status, res.error = "bad_response", "more chunks than tokens asked for"
+                            return
+                        if not raw.startswith(b"data:"):
+                            continue  # blank separators, comments, event: lines
+                        payload = raw[5:].strip()
+                        if payload == b"[DONE]":
+                            done = True
+                            break
+                        try:
+                            chunk = orjson.loads(payload)
+                        except orjson.JSONDecodeError:
+                            res.status, res.error = "bad_response", f"not JSON: {payload[:80]!r}"
+                            return
+                        if chunk.get("choices"):
+                            res.chunks += 1
+                            if first is None:
+                                first = now
+                            elif last is not None and now - last > max_gap:
+                                max_gap = now - last
+                            last = now
+                        usage = chunk.get("usage")
+                        if usage:
+                            res.prompt_tokens = usage.get("prompt_tokens")
+                            res.completion_tokens = usage.get("completion_tokens")
+                            details = usage.get("prompt_tokens_details") or {}
+                            res.cached_tokens = details.get("cached_tokens")
+                        if chunk.get("error"):  # some servers report failures inside the stream
+                            res.status, res.error = "http_5xx", str(chunk["error"])[:300]
+                            return
             if not done:
                 res.status = "cut"
                 res.error = "stream ended before [DONE]"
@@ -267,7 +298,8 @@ async def replay_async(workload: Workload, opts: ClientOptions, *, salt: str, sp
     maker = PromptMaker(salt, opts.token_space)
     results = [RequestResult(id=r.id, scheduled_s=t, input_tokens=r.input_tokens, output_tokens=r.output_tokens)
                for t, r in plan]
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False) as session:
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False,
+                                     trace_configs=[_wire_trace()]) as session:
         model = opts.model
         model_error = None
         if model is None:
@@ -417,6 +449,7 @@ def summarize(m: RunMeasurement, *, slo_ttft_s: float | None = None, slo_e2e_s: 
     mismatched = sum(1 for r in ok if r.completion_tokens is not None and r.completion_tokens != r.output_tokens
                      or r.prompt_tokens is not None and r.prompt_tokens != r.input_tokens)
     lat = [r.lateness_s for r in sent if r.lateness_s is not None]
+    wire = [r.wire_lateness_s for r in sent if r.wire_lateness_s is not None]
     out: dict[str, Any] = {
         "requests": len(rs),
         "sent": len(sent),
@@ -441,6 +474,8 @@ def summarize(m: RunMeasurement, *, slo_ttft_s: float | None = None, slo_e2e_s: 
         "lateness_p50_s": percentile(lat, 0.5),
         "lateness_p99_s": percentile(lat, 0.99),
         "lateness_max_s": max(lat) if lat else None,
+        "wire_lateness_p99_s": percentile(wire, 0.99),
+        "wire_lateness_max_s": max(wire) if wire else None,
     }
     for name, values in (("ttft", [r.ttft_s for r in ok]), ("itl", [r.itl_s for r in ok]), ("e2e", [r.e2e_s for r in ok])):
         for q in (0.5, 0.9, 0.99):

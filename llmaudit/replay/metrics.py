@@ -222,11 +222,12 @@ class Sampler:
 
 
 async def wait_idle(session: aiohttp.ClientSession, base_url: str, model: str | None = None,
-                    timeout_s: float = 120.0, poll_s: float = 0.25) -> bool:
+                    timeout_s: float = 120.0, poll_s: float = 0.25, stop: asyncio.Event | None = None) -> bool:
     """Wait until the server reports nothing running or waiting (so runs do not overlap).
-    True when idle (or when the server has no such gauges), False on timeout."""
+    True when idle (or when the server has no such gauges), False on timeout or when `stop` is set
+    (Ctrl-C: stop waiting at once)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop and stop.is_set()):
         snap = await scrape(session, base_url, model)
         if not snap.ok or "running" not in snap.values:
             return True

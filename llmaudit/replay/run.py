@@ -127,7 +127,10 @@ async def replay_runs_async(workloads: list[tuple[str, Workload]], cfg: ReplayCo
                 result.interrupted = True
                 break
             wl = dict(workloads)[label]
-            idle = await m.wait_idle(session, base, opts.model, timeout_s=cfg.drain_timeout_s)
+            idle = await m.wait_idle(session, base, opts.model, timeout_s=cfg.drain_timeout_s, stop=stop)
+            if stop.is_set():
+                result.interrupted = True
+                break
             await asyncio.sleep(cfg.cooldown_s)
             before = await m.scrape(session, base, opts.model)
             sampler = m.Sampler(session, base, opts.model, cfg.poll_interval_s)
@@ -139,7 +142,7 @@ async def replay_runs_async(workloads: list[tuple[str, Workload]], cfg: ReplayCo
             sampled = await sampler.stop()
             # vLLM records a request's metrics as it finishes; the client may have its last byte a
             # moment earlier. Let the server settle before the second scrape.
-            await m.wait_idle(session, base, opts.model, timeout_s=30)
+            await m.wait_idle(session, base, opts.model, timeout_s=30, stop=stop)
             await asyncio.sleep(0.2)
             after = await m.scrape(session, base, opts.model)
             summary = summarize(meas, slo_ttft_s=cfg.slo_ttft_s, slo_e2e_s=cfg.slo_e2e_s)

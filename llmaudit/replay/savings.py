@@ -136,6 +136,14 @@ def measure(result: "ReplayResult", baseline: "Workload", remediated: "Workload"
         assumptions.append("the workload does not say how much production traffic it stands for: the replayed "
                            "requests are taken as the whole volume")
     assumptions.extend(f"workload: {a}" for a in h.assumptions)
+    cfg = result.config
+    span = baseline.span_s
+    if cfg.duration is not None or cfg.rate is not None or cfg.speedup is not None:
+        # Compressing the arrivals raises concurrency, and busy time depends on it: say so.
+        how = (f"compressed to {cfg.duration:g} s" if cfg.duration is not None
+               else f"rescaled to {cfg.rate:g} requests/s" if cfg.rate is not None else f"sped up x{cfg.speedup:g}")
+        assumptions.append(f"arrivals {how} (recorded span {span:,.0f} s): requests overlap more than in production, "
+                           "so batching shares more GPU time than it did there; both variants are rescaled alike")
     if remediated.header.transformation:
         assumptions.append(f"remediation: {remediated.header.transformation}")
 
