@@ -694,3 +694,50 @@ def test_prom_text_crlf_bom_and_hostile_lines(db, tmp_path):
     assert "quoted (UTF-8) metric names" in reasons[3] and "bad scrape separator" in reasons[4]
     assert rows(db, "SELECT json_extract_string(labels, '$.job') FROM metric_samples ORDER BY 1") == [
         ("a",), ('ünïcode } "ok"',)]
+
+
+def test_vllm_prefix_cache_hits_and_preemptions_old_and_new_names(db, tmp_path):
+    """Prefix-cache hits (gpu_prefix_cache_hits_total before the rename) and preemptions become one
+    counter each; their increases add up to what the scrapes say, across the rename."""
+    out = Lines()
+    labels = f'engine="0",model_name="{MODEL_ESCAPED}"'
+    hits = preempt = 0.0
+    hit_values, preempt_values = [], []
+    for i in range(12):
+        hits += 50 + 7 * i
+        preempt += i % 3
+        hit_values.append(hits)
+        preempt_values.append(preempt)
+        stamp = ms(T0 + timedelta(seconds=15 * i))
+        name = "vllm:gpu_prefix_cache_hits_total" if i < 6 else "vllm:prefix_cache_hits_total"
+        out.add(f"# TYPE {name} counter")
+        out.add(f"{name}{{{labels}}} {hits:.1f} {stamp}")
+        out.add("# TYPE vllm:num_preemptions_total counter")
+        out.add(f"vllm:num_preemptions_total{{{labels}}} {preempt:.1f} {stamp}")
+    path = tmp_path / "vllm-hits.prom"
+    path.write_text(out.text())
+    assert run(db, path).files[0].rejects == 0
+    got = dict(rows(db, "SELECT metric, sum(increase) FROM serving_counter_increase "
+                        "WHERE metric IN ('prefix_cache_hits', 'preemptions') GROUP BY 1"))
+    assert got == {"prefix_cache_hits": hit_values[-1] - hit_values[0], "preemptions": preempt_values[-1] - preempt_values[0]}
+
+
+def test_dcgm_samples_with_their_own_timestamps(db, tmp_path):
+    """A DCGM scrape saved with per-sample millisecond timestamps (as a federating Prometheus writes
+    it) needs no separator lines: each sample keeps its own time."""
+    out = Lines()
+    expected = {}
+    for s in range(8):
+        t = T0 + timedelta(seconds=30 * s)
+        for g in range(len(GPUS)):
+            v = dcgm_value("DCGM_FI_DEV_GPU_UTIL", s, g)
+            out.add(f"DCGM_FI_DEV_GPU_UTIL{{{dcgm_labels(g)}}} {v:g} {ms(t)}")
+            expected[(GPUS[g][0], GPUS[g][1], t)] = v
+    path = tmp_path / "dcgm-stamped.prom"
+    path.write_text(out.text())
+    f = run(db, path).files[0]
+    assert (f.format, f.records, f.rejects) == ("prom-text", len(expected), 0)
+    got = {(h, d, t): v for h, d, t, v in rows(
+        db, "SELECT host, device, time, value FROM metric_samples WHERE metric = 'DCGM_FI_DEV_GPU_UTIL'")}
+    assert got == expected
+    assert rows(db, "SELECT DISTINCT source FROM metric_samples") == [("dcgm",)]
