@@ -63,3 +63,11 @@ CREATE TABLE IF NOT EXISTS resources (
 
 -- attr(attributes, 'gen_ai.request.model'): one attribute's text, NULL when absent.
 CREATE OR REPLACE MACRO attr(a, k) AS json_extract_string(a, '$."' || k || '"');
+
+-- first_distinct(list, n): the first n distinct elements of a list, in order (e.g. example trace ids),
+-- from its first 1,000 elements. A subquery, not a lambda: a lambda that refers to the whole list
+-- copies it once per element.
+CREATE OR REPLACE MACRO first_distinct(l, n) AS coalesce((
+    SELECT list(x ORDER BY pos) FROM (
+        SELECT x, min(pos) AS pos FROM (SELECT unnest(l[1:1000]) AS x, generate_subscripts(l[1:1000], 1) AS pos)
+        GROUP BY x ORDER BY pos LIMIT n)), l[1:0]);
