@@ -2141,21 +2141,16 @@ def data_files(sc: Scenario, seed: int, workloads: dict[str, list[Trace]]) -> tu
         truth["data_files"][name] = {"kind": "billing", "format": "focus-csv", "gzip": name.endswith(".gz"),
                                      "records": len(rows)}
     if "batch-summarizer" in workloads:
-        gpu = serving = None
-        if "dcgm" in outputs:
-            name = outputs["dcgm"]
-            data, gpu = dcgm_scrapes(sc, seed, workloads)
+        # The self-hosted node's metrics: (output key, writer, truth key), written alike.
+        for key, write, truth_key in (("dcgm", dcgm_scrapes, "gpu"), ("vllm", vllm_scrapes, "serving")):
+            if key not in outputs:
+                continue
+            name = outputs[key]
+            data, facts = write(sc, seed, workloads)
             files[name] = _gzip(data) if name.endswith(".gz") else data
-            truth["data_files"][name] = {"kind": "metrics", "format": "prom-text", "source": "dcgm",
-                                         "gzip": name.endswith(".gz"), "records": gpu["samples"]}
-            truth["gpu"] = gpu
-        if "vllm" in outputs:
-            name = outputs["vllm"]
-            data, serving = vllm_scrapes(sc, seed, workloads)
-            files[name] = _gzip(data) if name.endswith(".gz") else data
-            truth["data_files"][name] = {"kind": "metrics", "format": "prom-text", "source": "vllm",
-                                         "gzip": name.endswith(".gz"), "records": serving["samples"]}
-            truth["serving"] = serving
+            truth["data_files"][name] = {"kind": "metrics", "format": "prom-text", "source": key,
+                                         "gzip": name.endswith(".gz"), "records": facts["samples"]}
+            truth[truth_key] = facts
     return files, truth
 
 
