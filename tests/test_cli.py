@@ -258,3 +258,23 @@ def test_progress_counts_spans_and_moves_through_a_gzip_file(tmp_path):
     with ingest_progress(console, 64 << 20) as on_progress:
         on_progress(32 << 20, 123_456, "traces")
     assert "123,456 spans" in screen.getvalue() and "spans/s" in screen.getvalue()
+
+
+def test_parallel_ingest_ignores_python_files_in_the_working_directory(tmp_path):
+    """Worker processes import llmaudit from where the command's own llmaudit is, never from the
+    working directory (a checkout, or a file that shadows a library, must not be picked up)."""
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    (work / "llmaudit").mkdir(parents=True)
+    (work / "llmaudit" / "__init__.py").write_text("raise RuntimeError('the llmaudit in the working directory')\n")
+    (work / "orjson.py").write_text("raise RuntimeError('a shadowing orjson')\n")
+    src = tmp_path / "big.jsonl"  # over the size at which worker processes parse
+    f.write_jsonl(src, [f.request([s for _ in range(40) for s in f.simple_trace(n_llm=4)]) for _ in range(400)])
+    assert src.stat().st_size > 16 << 20
+    script = Path(sys.executable).with_name("llmaudit")
+    res = subprocess.run([str(script), "ingest", str(src), "--db", str(tmp_path / "s.duckdb"), "-q"], cwd=work,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM spans").fetchone()[0] == 400 * 40 * 5

@@ -45,6 +45,23 @@ class IngestReport:
         return any(f.status in ("rejected", "unrecognized") for f in self.files)
 
 
+def _start_forkserver_safely() -> None:
+    """Start the forkserver without the working directory on its sys.path. It runs `python -c`, which
+    puts the current directory first: a folder named llmaudit (a checkout) or a file shadowing a
+    library there would be what the workers import. PYTHONSAFEPATH (Python 3.11+) keeps it out."""
+    from multiprocessing import forkserver
+
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
+
+
 class Ingestor:
     """Reads sources into a store. Worker processes are started only for large files."""
 
@@ -65,6 +82,7 @@ class Ingestor:
             # forkserver: workers never inherit the DuckDB connection or its threads.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["llmaudit.ingest.traces"])
+            _start_forkserver_safely()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=disable_gc_for_worker)
         return self._pool
 
