@@ -85,3 +85,12 @@ def test_clean_workload_has_no_finding_of_medium_or_above(tmp_path):
 def test_no_rule_errors_on_the_sample_week():
     result = _audit([SAMPLE])
     assert result.errors == {}
+
+
+def test_routing_finding_names_the_replica_that_uses_the_frontier_model(sample_findings):
+    truth = EXPECTED["workloads"]["ops-agent"]["findings"]["model_routing"]
+    f = next(f for f in sample_findings if f.rule_id == "LLMA009" and f.scope.service == truth["scope"]["service"])
+    pods = truth["scope"]["k8s.pod.name"]
+    assert [i["instance"] for i in f.evidence["top_instances"]] == pods
+    assert f.evidence["top_instances"][0]["calls"] == truth["router_calls_on_sonnet"]
+    assert f.evidence["instances_with_these_calls"] == len(pods) < f.evidence["instances_serving_feature"] == 3
