@@ -110,6 +110,7 @@ class SpanColumns:
         # Spans of one resource share its attributes: stored once, referenced by index.
         self.resource_ids: list = []
         self._resources: dict[str, int] = {}
+        self._ids: list[str] = []  # resource_id of each, in index order (hashed once)
         self.events: list = []
 
     def resource_index(self, resource_json: str) -> int:
@@ -118,10 +119,14 @@ class SpanColumns:
             index = self._resources[resource_json] = len(self._resources)
         return index
 
+    def _resource_ids(self) -> list[str]:
+        if len(self._ids) != len(self._resources):
+            self._ids = [resource_id(t) for t in self._resources]
+        return self._ids
+
     def resources(self) -> pa.Table:
         """The resources the spans point to: stored once (table resources), not once per span."""
-        texts = list(self._resources)
-        return pa.table([pa.array([resource_id(t) for t in texts], pa.string()), pa.array(texts, pa.string())],
+        return pa.table([pa.array(self._resource_ids(), pa.string()), pa.array(list(self._resources), pa.string())],
                         schema=RESOURCE_SCHEMA)
 
     def __len__(self) -> int:
@@ -148,7 +153,7 @@ class SpanColumns:
                 pa.array(self.scope_name, pa.string()),
                 pa.array(self.attributes, pa.binary()).cast(pa.string()),
                 pa.DictionaryArray.from_arrays(pa.array(self.resource_ids, pa.int32()),
-                                               pa.array([resource_id(t) for t in self._resources], pa.string())),
+                                               pa.array(self._resource_ids(), pa.string())),
                 pa.array(self.events, pa.string()),
                 pa.array([file_id] * n, pa.int32()),
             ],

@@ -343,6 +343,8 @@ def retrievals_sql() -> str:
            CASE kind WHEN 'reranker' THEN {doc_count(docs['reranker_in'])} ELSE {doc_count(docs['retriever'])} END
                AS documents_returned,
            CASE kind WHEN 'reranker' THEN {doc_count(docs['reranker_out'])} END AS documents_kept,
+           CAST(NULL AS BIGINT) AS documents_in_prompt,
+           CAST(NULL AS VARCHAR) AS reranked_by,
            CAST(NULL AS DOUBLE[]) AS scores,
            CAST(NULL AS BIGINT) AS context_tokens,
            CAST(NULL AS VARCHAR) AS feature,
@@ -381,6 +383,22 @@ def documents_sql(max_docs: int) -> str:
     """
 
 
+# The chunks of a retrieval that reach the model's prompt: what it returned, or, when a re-ranker of
+# the same request runs after it (the first one, reranked_by), what the re-ranker kept.
+IN_PROMPT_SQL = """
+UPDATE retrievals SET reranked_by = k.reranker,
+       documents_in_prompt = coalesce(least(k.kept, retrievals.documents_returned), retrievals.documents_returned)
+FROM (SELECT r.trace_id, r.span_id, arg_min(k.span_id, (k.start_time, k.span_id)) AS reranker,
+             arg_min(k.documents_kept, (k.start_time, k.span_id)) AS kept
+      FROM retrievals r LEFT JOIN retrievals k
+        ON k.trace_id = r.trace_id AND k.kind = 'reranker' AND k.start_time >= r.start_time
+       AND k.documents_kept IS NOT NULL
+      WHERE r.kind = 'retriever'
+      GROUP BY r.trace_id, r.span_id) k
+WHERE k.trace_id = retrievals.trace_id AND k.span_id = retrievals.span_id
+"""
+
+
 def fill_documents(con) -> None:
     """Scores and context tokens of the retrievals' documents: counted from captured content (tiktoken,
     in Python, for the few spans that captured it), else from the documents' metadata (SQL)."""
@@ -403,6 +421,7 @@ def derive(store: Store, settings: Settings) -> None:
         content.fill_from_content(con)
         con.execute(RETRIES_SQL)
         con.execute(retrievals_sql())
+        con.execute(IN_PROMPT_SQL)
         fill_documents(con)
         con.execute(requests_sql(settings))
         for table in ("llm_calls", "retrievals"):

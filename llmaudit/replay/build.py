@@ -138,12 +138,8 @@ def select_calls(store: Store, f: Finding) -> tuple[list[Call], int]:
         rwindow, rwp = _window_sql(f, "r")
         sql = f"""
         WITH r AS (
-            -- chunks in the prompt: what the retrieval returned, or what a re-ranker after it kept (as LLMA003)
-            SELECT r.trace_id, r.span_id, r.start_time,
-                   coalesce(least((SELECT arg_min(k.documents_kept, k.start_time) FROM retrievals k
-                                   WHERE k.trace_id = r.trace_id AND k.kind = 'reranker' AND k.start_time >= r.start_time
-                                     AND k.documents_kept IS NOT NULL), r.documents_returned),
-                            r.documents_returned) AS documents_returned
+            -- chunks in the prompt (derive: what a re-ranker after the retrieval kept, else all returned)
+            SELECT r.trace_id, r.span_id, r.start_time, r.documents_in_prompt AS documents_returned
             FROM retrievals r WHERE r.kind = 'retriever' AND {rscope} AND {rwindow}
         ),
         reader AS (
