@@ -8,6 +8,7 @@ first, falling back to snake_case and older field names only when a field is mis
 from __future__ import annotations
 
 import base64
+from typing import Callable
 
 import orjson
 
@@ -240,8 +241,16 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
     return seen
 
 
-def parse_lines(block: bytes, first_line: int, base_offset: int) -> tuple[SpanColumns, list, int]:
-    """Parse a block of JSON lines, each an ExportTraceServiceRequest."""
+# fast(raw, cols) -> spans: a typed decoder that appends a line's spans or raises otlp_fast.Unsupported.
+FastPath = Callable[[bytes, SpanColumns], int]
+
+
+def parse_lines(block: bytes, first_line: int, base_offset: int,
+                fast: FastPath | None = None) -> tuple[SpanColumns, list, int]:
+    """Parse a block of JSON lines, each an ExportTraceServiceRequest. Lines go to `fast` first when
+    given; what it hands back (and every line without it) is read here."""
+    from llmaudit.ingest.otlp_fast import Unsupported
+
     cols = SpanColumns()
     rejects: list = []
     seen = 0
@@ -253,6 +262,12 @@ def parse_lines(block: bytes, first_line: int, base_offset: int) -> tuple[SpanCo
         offset += len(raw) + 1
         if not raw.strip():
             continue
+        if fast is not None:
+            try:
+                seen += fast(raw, cols)
+                continue
+            except Unsupported:
+                pass
         try:
             doc = loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -265,10 +280,17 @@ def parse_lines(block: bytes, first_line: int, base_offset: int) -> tuple[SpanCo
     return cols, rejects, seen
 
 
-def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
+def parse_document(data: bytes, fast: FastPath | None = None) -> tuple[SpanColumns, list, int]:
     """Parse one (possibly pretty-printed) ExportTraceServiceRequest."""
+    from llmaudit.ingest.otlp_fast import Unsupported
+
     cols = SpanColumns()
     rejects: list = []
+    if fast is not None and data.strip():
+        try:
+            return cols, rejects, fast(data, cols)
+        except Unsupported:
+            pass
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

@@ -169,6 +169,29 @@ def iter_line_blocks(source: Source, block_size: int = 8 << 20):
             offset += sum(map(len, parts))
 
 
+def iter_line_ranges(source: Source, block_size: int = 8 << 20):
+    """Yield (byte_offset, length) of blocks of an uncompressed file that end on a line boundary (or at
+    the end of the file). Only the tail of each block's last line is read here: the consumer (a worker
+    process) reads the block itself, so the bytes never pass through this process."""
+    size = source.size
+    offset = 0
+    with open(source.path, "rb") as fh:
+        while offset < size:
+            end = offset + block_size
+            if end < size:
+                fh.seek(end)
+                end += len(fh.readline())
+            end = min(end, size)
+            yield offset, end - offset
+            offset = end
+
+
+def read_range(path: str, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
+
+
 def _gzip_line_blocks(source: Source, block_size: int):
     offset = 0
     pending: list[bytes] = []

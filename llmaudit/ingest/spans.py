@@ -132,6 +132,18 @@ class SpanColumns:
     def __len__(self) -> int:
         return len(self.trace_id)
 
+    def mark(self) -> tuple[int, int]:
+        return len(self.trace_id), len(self._resources)
+
+    def truncate(self, mark: tuple[int, int]) -> None:
+        """Drop what was added since mark() (a line that turned out to be for another reader)."""
+        rows, resources = mark
+        for name in ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_us", "end_us", "status_code",
+                     "status_message", "service", "scope_name", "attributes", "resource_ids", "events"):
+            del getattr(self, name)[rows:]
+        for key in list(self._resources)[resources:]:
+            del self._resources[key]
+
     def to_arrow(self, file_id: int) -> pa.RecordBatch:
         start = pa.array(self.start_us, pa.int64())
         end = pa.array(self.end_us, pa.int64())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from collections import deque
 from typing import Iterator
 
-from llmaudit.ingest import jaeger, otlp, zipkin
+import pyarrow as pa
+
+from llmaudit.ingest import jaeger, otlp, otlp_fast, zipkin
 from llmaudit.ingest.formats import Batch, Format, ReadContext
-from llmaudit.ingest.sources import Source, iter_line_blocks, read_all
+from llmaudit.ingest.sources import Source, iter_line_blocks, iter_line_ranges, read_all, read_range
 from llmaudit.ingest.spans import Reject
 
 # Files at least this large (decompressed estimate) are parsed by worker processes.
@@ -46,7 +49,16 @@ def parse_jsonl_block(parts: list[bytes], offset: int, file_id: int):
     Reject line numbers are relative to the block (1 = its first line); the caller rebases them.
     """
     block = parts[0] if len(parts) == 1 else b"".join(parts)
-    cols, rejects, seen = otlp.parse_lines(block, 1, offset)
+    return _parse_block(block, offset, file_id)
+
+
+def parse_jsonl_range(path: str, offset: int, length: int, file_id: int):
+    """Worker entry point for an uncompressed file: the worker reads its block itself."""
+    return _parse_block(read_range(path, offset, length), offset, file_id)
+
+
+def _parse_block(block: bytes, offset: int, file_id: int):
+    cols, rejects, seen = otlp.parse_lines(block, 1, offset, fast=otlp_fast.add_line)
     return cols.to_arrow(file_id), cols.resources(), rejects, seen, block.count(b"\n")
 
 
@@ -54,6 +66,7 @@ def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
     pool = ctx.pool() if source.size >= PARALLEL_MIN_BYTES else None
     jobs = _jsonl_jobs(source, ctx, pool)
     line_base = 0  # lines before the current block
+    stored_resources: set[str] = set()  # most blocks repeat the same few resources: stored once
     for job in jobs:
         kind, payload, done = job
         if kind == "error":
@@ -63,6 +76,11 @@ def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
         for r in rejects:
             r.line += line_base
         line_base += lines
+        ids = resources.column("resource_id").to_pylist()
+        new = [i for i, rid in enumerate(ids) if rid not in stored_resources]
+        stored_resources.update(ids)
+        if len(new) < len(ids):
+            resources = resources.take(pa.array(new, pa.int64())) if new else None
         yield Batch(rows, rejects, seen, done, {"resources": resources})
 
 
@@ -78,10 +96,16 @@ def _jsonl_jobs(source: Source, ctx: ReadContext, pool):
         return
     pending: deque = deque()
     window = 2 * ctx.workers + 1
+    if not source.is_gzip():  # workers read their blocks from the file: no bytes through pipes
+        path = str(source.path)
+        blocks = ((("range", offset, length), offset, None) for offset, length in iter_line_ranges(source, ctx.block_size))
     try:
         for parts, offset, error in blocks:
             if error:
                 pending.append(("error", error, offset))
+            elif parts[0] == "range":
+                fut = pool.submit(parse_jsonl_range, path, offset, parts[2], ctx.file_id)
+                pending.append(("future", fut, offset + parts[2]))
             else:
                 fut = pool.submit(parse_jsonl_block, parts, offset, ctx.file_id)
                 pending.append(("future", fut, offset + sum(map(len, parts))))
@@ -110,7 +134,7 @@ SPAN_KEY = ("trace_id", "span_id")
 
 FORMATS = [
     Format("otlp-jsonl", "traces", "spans", SPAN_KEY, sniff_otlp_jsonl, read_otlp_jsonl),
-    Format("otlp-json", "traces", "spans", SPAN_KEY, sniff_otlp_json, _read_document(otlp.parse_document)),
+    Format("otlp-json", "traces", "spans", SPAN_KEY, sniff_otlp_json, _read_document(partial(otlp.parse_document, fast=otlp_fast.add_line))),
     Format("jaeger-json", "traces", "spans", SPAN_KEY, sniff_jaeger, _read_document(jaeger.parse_document)),
     Format("zipkin-json", "traces", "spans", SPAN_KEY, sniff_zipkin, _read_document(zipkin.parse_document)),
 ]
