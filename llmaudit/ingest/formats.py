@@ -36,6 +36,7 @@ class Format:
     key: tuple[str, ...]          # columns that identify a row: re-ingesting adds nothing twice
     sniff: Callable[[bytes, str], bool]   # (first decompressed bytes, file name) -> is it mine
     read: Callable[..., Iterator[Batch]]  # (Source, ReadContext) -> batches
+    parallel_from: int | None = None      # files at least this large are parsed by worker processes
 
 
 def all_formats() -> list[Format]:

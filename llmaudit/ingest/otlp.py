@@ -22,7 +22,6 @@ from llmaudit.ingest.spans import (
     text_value,
 )
 
-
 _LOWER_HEX = frozenset("0123456789abcdef")
 _is_hex = _LOWER_HEX.issuperset  # ids in canonical form pass here; the rest go the slow way
 

@@ -74,6 +74,7 @@ class Ingestor:
         # on_progress(on-disk bytes done, records read, kind of file: traces | billing | metrics)
         self.on_progress = on_progress or (lambda nbytes, records, kind=None: None)
         self._pool: ProcessPoolExecutor | None = None
+        self._warmed = False
 
     def _get_pool(self):
         if self.workers < 2:
@@ -90,6 +91,7 @@ class Ingestor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+            self._warmed = False
 
     def run(self, sources: list[Source]) -> IngestReport:
         report = IngestReport()
@@ -100,20 +102,31 @@ class Ingestor:
             self.close()
         return report
 
+    def _warm_pool(self) -> None:
+        """Start the workers now, so that they start while the file is hashed (half a second on a
+        large file), not after."""
+        pool = self._get_pool()
+        if pool is not None and not self._warmed:
+            for _ in range(self.workers):
+                pool.submit(int)
+            self._warmed = True
+
     def ingest_file(self, source: Source) -> FileResult:
         path = str(source.path)
+        head = source.head()
+        fmt = (self.force or registry.detect(head, source.path.name)) if head.strip() else None
+        if fmt is not None and fmt.parallel_from is not None and source.size >= fmt.parallel_from:
+            self._warm_pool()
         digest = source.sha256()
         if self.store.scalar("SELECT count(*) FROM ingest_log WHERE content_sha256 = ?", [digest]):
             self.on_progress(source.size, 0)
             return FileResult(path, "already ingested")
-        head = source.head()
         if not head.strip():
             fmt_name = "empty"
             with self.store.transaction() as con:
                 self._log(con, path, digest, 0, fmt_name, "none", 0, 0, 0)
             self.on_progress(source.size, 0)
             return FileResult(path, "empty")
-        fmt = self.force or registry.detect(head, source.path.name)
         if fmt is None:
             self.on_progress(source.size, 0)
             if not source.explicit:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import glob
-import zlib
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 

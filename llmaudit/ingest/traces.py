@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import re
-from functools import partial
 from collections import deque
+from functools import partial
 from typing import Iterator
 
 import pyarrow as pa
 
 from llmaudit.ingest import jaeger, otlp, otlp_fast, zipkin
 from llmaudit.ingest.formats import Batch, Format, ReadContext
-from llmaudit.ingest.sources import Source, iter_line_blocks, iter_line_ranges, read_all, read_range
+from llmaudit.ingest.sources import (
+    Source,
+    iter_line_blocks,
+    iter_line_ranges,
+    read_all,
+    read_range,
+)
 from llmaudit.ingest.spans import Reject
 
 # Files at least this large (decompressed estimate) are parsed by worker processes.
@@ -133,7 +139,7 @@ def _read_document(parse):
 SPAN_KEY = ("trace_id", "span_id")
 
 FORMATS = [
-    Format("otlp-jsonl", "traces", "spans", SPAN_KEY, sniff_otlp_jsonl, read_otlp_jsonl),
+    Format("otlp-jsonl", "traces", "spans", SPAN_KEY, sniff_otlp_jsonl, read_otlp_jsonl, PARALLEL_MIN_BYTES),
     Format("otlp-json", "traces", "spans", SPAN_KEY, sniff_otlp_json, _read_document(partial(otlp.parse_document, fast=otlp_fast.add_line))),
     Format("jaeger-json", "traces", "spans", SPAN_KEY, sniff_jaeger, _read_document(jaeger.parse_document)),
     Format("zipkin-json", "traces", "spans", SPAN_KEY, sniff_zipkin, _read_document(zipkin.parse_document)),

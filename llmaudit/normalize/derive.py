@@ -10,11 +10,10 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from llmaudit.config import Settings
 from llmaudit.normalize import content
 from llmaudit.store import Store
+from llmaudit.yamlfile import load_yaml
 
 _CONVENTIONS = Path(__file__).with_name("conventions.yaml")
 _SQL_TYPES = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
@@ -22,7 +21,7 @@ _SQL_TYPES = {"text": "VARCHAR", "bigint": "BIGINT", "double": "DOUBLE"}
 
 @lru_cache(maxsize=1)
 def conventions() -> dict:
-    return yaml.safe_load(_CONVENTIONS.read_text(encoding="utf-8"))
+    return load_yaml(_CONVENTIONS.read_text(encoding="utf-8"))
 
 
 def sql_str(text: str) -> str:
@@ -437,7 +436,12 @@ def derive(store: Store, settings: Settings) -> None:
 def _price(con, settings: Settings) -> None:
     """Prices are derived data too: every call priced from the catalog, the bill reconciled."""
     from llmaudit.pricing.catalog import load_catalog
-    from llmaudit.pricing.cost import create_cost_views, price_calls, reconcile, write_gpu_prices
+    from llmaudit.pricing.cost import (
+        create_cost_views,
+        price_calls,
+        reconcile,
+        write_gpu_prices,
+    )
 
     catalog = load_catalog(settings=settings)
     price_calls(con, catalog, accelerator=settings.accelerator)

@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmaudit.yamlfile import load_yaml
+
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 
 
@@ -285,7 +287,7 @@ def read_catalog_file(path: Path) -> CatalogFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise PriceError(f"{path}: cannot read price file: {exc}") from exc
     try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        doc = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except json.JSONDecodeError as exc:
         raise PriceError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from exc
     except yaml.YAMLError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from llmaudit.pricing.catalog import PRICES_FILE
+from llmaudit.yamlfile import load_yaml
 
 # LiteLLM provider -> ours. Only these are kept: the providers whose traces and bills llmaudit reads.
 PROVIDERS = {
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: {args.json_file}: not valid JSON: {exc}", file=sys.stderr)
         return 2
-    current = yaml.safe_load(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
+    current = load_yaml(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
     digest = hashlib.sha256(raw).hexdigest()
     header = {
         "as_of": date.fromisoformat(args.as_of),

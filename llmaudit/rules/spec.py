@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmaudit.findings.model import Category, Severity
+from llmaudit.yamlfile import load_yaml
 
 
 class RuleError(Exception):
@@ -115,7 +123,7 @@ def coerce(value: Any, like: Any, what: str):
 
 def load_rule_file(path: Path) -> Rule:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise RuleError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
