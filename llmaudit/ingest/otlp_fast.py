@@ -176,11 +176,8 @@ def add_line(raw: bytes, cols: SpanColumns) -> int:
 def _add(request: ExportTraceServiceRequest, cols: SpanColumns) -> int:
     seen = 0
     # Local bindings: attribute lookups cost more than the work itself in this loop.
-    a_trace, a_span, a_parent = cols.trace_id.append, cols.span_id.append, cols.parent_span_id.append
-    a_name, a_kind, a_start, a_end = cols.name.append, cols.kind.append, cols.start_us.append, cols.end_us.append
-    a_scode, a_smsg = cols.status_code.append, cols.status_message.append
-    a_service, a_scope, a_events = cols.service.append, cols.scope_name.append, cols.events.append
-    a_attrs, a_res = cols.attributes.append, cols.resource_ids.append
+    (a_trace, a_span, a_parent, a_name, a_kind, a_start, a_end, a_scode, a_smsg, a_service, a_scope, a_events,
+     a_attrs, a_res) = cols.appenders()
     dumps = orjson.dumps
     for rs in request.resourceSpans:
         r_attrs = _attributes(rs.resource.attributes if rs.resource is not None else None)

@@ -132,14 +132,21 @@ class SpanColumns:
     def __len__(self) -> int:
         return len(self.trace_id)
 
+    # The row's columns in the order appenders() gives their list.append.
+    _ROW = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_us", "end_us", "status_code",
+            "status_message", "service", "scope_name", "events", "attributes", "resource_ids")
+
+    def appenders(self) -> tuple:
+        """Each column's bound list.append, in _ROW order: readers bind them to locals once per batch."""
+        return tuple(getattr(self, name).append for name in self._ROW)
+
     def mark(self) -> tuple[int, int]:
         return len(self.trace_id), len(self._resources)
 
     def truncate(self, mark: tuple[int, int]) -> None:
         """Drop what was added since mark() (a line that turned out to be for another reader)."""
         rows, resources = mark
-        for name in ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_us", "end_us", "status_code",
-                     "status_message", "service", "scope_name", "attributes", "resource_ids", "events"):
+        for name in self._ROW:
             del getattr(self, name)[rows:]
         for key in list(self._resources)[resources:]:
             del self._resources[key]
