@@ -147,3 +147,42 @@ def test_document_reader_uses_it_too():
     assert s1 == s2 > 0 and not r1 and not r2
     assert c1.to_arrow(1).to_pylist() == c2.to_arrow(1).to_pylist()
     assert taken_by_fast_path(data)
+
+
+def test_worker_pool_paths_store_what_the_inline_reader_stores(tmp_path):
+    """A file over the parallel size, plain (workers read their own byte ranges) and gzip (blocks sent
+    from the inflating process), with bad lines spread over many blocks: the same spans and the same
+    rejects, at the same line numbers and offsets, as parsing it inline in one process."""
+    from llmaudit.ingest.pipeline import Ingestor
+    from llmaudit.ingest.sources import expand_paths
+    from llmaudit.ingest.traces import PARALLEL_MIN_BYTES
+    from llmaudit.store import Store
+
+    lines = []
+    for i in range(1200):
+        lines.append(json.dumps(f.request([s for _ in range(12) for s in f.simple_trace(n_llm=3)])))
+        if i % 97 == 5:
+            lines.append('{"resourceSpans": [ not json')
+        if i % 131 == 7:
+            lines.append(json.dumps(_edit(lambda d: _span(d).update(startTimeUnixNano="soon"))))
+    data = ("\n".join(lines) + "\n").encode()
+    assert len(data) > PARALLEL_MIN_BYTES
+    plain = tmp_path / "plain" / "t.jsonl"
+    packed = tmp_path / "packed" / "t.jsonl.gz"
+    plain.parent.mkdir()
+    packed.parent.mkdir()
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data, compresslevel=1))
+
+    def stored(path, workers):
+        with Store(tmp_path / f"{path.parent.name}-{workers}.duckdb") as store:
+            report = Ingestor(store, workers=workers).run(expand_paths([str(path)]))
+            spans = store.execute("SELECT * EXCLUDE (file_id) FROM spans ORDER BY trace_id, span_id").fetchall()
+            rejects = store.execute("SELECT line, byte_offset, record, reason FROM rejects ORDER BY line, record").fetchall()
+            return report.files[0].records, spans, rejects
+
+    inline = stored(plain, 1)
+    assert len(inline[2]) == 13 + 10 and len(inline[1]) == 1200 * 12 * 4 - 10 + 10 * 3
+    assert stored(plain, 2) == inline
+    assert stored(packed, 2) == inline
+    assert packed.stat().st_size < PARALLEL_MIN_BYTES  # parallel by its decompressed size

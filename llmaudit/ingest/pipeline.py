@@ -115,7 +115,7 @@ class Ingestor:
         path = str(source.path)
         head = source.head()
         fmt = (self.force or registry.detect(head, source.path.name)) if head.strip() else None
-        if fmt is not None and fmt.parallel_from is not None and source.size >= fmt.parallel_from:
+        if fmt is not None and fmt.parallel_from is not None and source.estimated_size() >= fmt.parallel_from:
             self._warm_pool()
         digest = source.sha256()
         if self.store.scalar("SELECT count(*) FROM ingest_log WHERE content_sha256 = ?", [digest]):

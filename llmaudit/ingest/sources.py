@@ -84,6 +84,10 @@ class Source:
             isize = int.from_bytes(fh.read(4), "little")
         return isize if isize >= self.size else None
 
+    def estimated_size(self) -> int:
+        """Decompressed size where a gzip trailer gives it, else the size on disk."""
+        return self.decompressed_size_hint() or self.size
+
     def head(self, n: int = 65536) -> bytes:
         """The first n decompressed bytes (fewer if the stream is short or broken)."""
         got = bytearray()

@@ -69,7 +69,7 @@ def _parse_block(block: bytes, offset: int, file_id: int):
 
 
 def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
-    pool = ctx.pool() if source.size >= PARALLEL_MIN_BYTES else None
+    pool = ctx.pool() if source.estimated_size() >= PARALLEL_MIN_BYTES else None
     jobs = _jsonl_jobs(source, ctx, pool)
     line_base = 0  # lines before the current block
     stored_resources: set[str] = set()  # most blocks repeat the same few resources: stored once
@@ -92,9 +92,8 @@ def read_otlp_jsonl(source: Source, ctx: ReadContext) -> Iterator[Batch]:
 
 def _jsonl_jobs(source: Source, ctx: ReadContext, pool):
     """Parse blocks inline, or in the pool with bounded read-ahead; always in file order."""
-    blocks = iter_line_blocks(source, ctx.block_size)
     if pool is None:
-        for parts, offset, error in blocks:
+        for parts, offset, error in iter_line_blocks(source, ctx.block_size):
             if error:
                 yield "error", error, offset
             else:
@@ -102,19 +101,9 @@ def _jsonl_jobs(source: Source, ctx: ReadContext, pool):
         return
     pending: deque = deque()
     window = 2 * ctx.workers + 1
-    if not source.is_gzip():  # workers read their blocks from the file: no bytes through pipes
-        path = str(source.path)
-        blocks = ((("range", offset, length), offset, None) for offset, length in iter_line_ranges(source, ctx.block_size))
     try:
-        for parts, offset, error in blocks:
-            if error:
-                pending.append(("error", error, offset))
-            elif parts[0] == "range":
-                fut = pool.submit(parse_jsonl_range, path, offset, parts[2], ctx.file_id)
-                pending.append(("future", fut, offset + parts[2]))
-            else:
-                fut = pool.submit(parse_jsonl_block, parts, offset, ctx.file_id)
-                pending.append(("future", fut, offset + sum(map(len, parts))))
+        for call, offset, end, error in _worker_calls(source, ctx):
+            pending.append(("error", error, offset) if error else ("future", pool.submit(*call), end))
             while len(pending) >= window:
                 yield pending.popleft()
         while pending:
@@ -123,6 +112,18 @@ def _jsonl_jobs(source: Source, ctx: ReadContext, pool):
         for kind, fut, _ in pending:
             if kind == "future":
                 fut.cancel()
+
+
+def _worker_calls(source: Source, ctx: ReadContext):
+    """(worker call, block offset, block end, error) per block. Workers read the blocks of an uncompressed
+    file themselves (no bytes through pipes); a gzip stream is inflated here and its blocks sent."""
+    if not source.is_gzip():
+        path = str(source.path)
+        for offset, length in iter_line_ranges(source, ctx.block_size):
+            yield (parse_jsonl_range, path, offset, length, ctx.file_id), offset, offset + length, None
+        return
+    for parts, offset, error in iter_line_blocks(source, ctx.block_size):
+        yield (parse_jsonl_block, parts, offset, ctx.file_id), offset, offset + sum(map(len, parts)), error
 
 
 def _read_document(parse):
