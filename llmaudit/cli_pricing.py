@@ -38,7 +38,7 @@ def _source(catalog: Catalog) -> str:
 
 @command(pricing_app, "list")
 def list_prices(
-    provider: Optional[str] = typer.Option(None, "--provider", help="Only this provider (openai, anthropic, bedrock, aws.bedrock, ...)."),
+    provider: Optional[str] = typer.Option(None, "--provider", metavar="NAME", help="Only this provider (openai, anthropic, bedrock, aws.bedrock, ...)."),
     gpus: bool = typer.Option(False, "--gpus", help="List GPU-hour prices instead of token prices."),
     prices: Optional[Path] = PricesOption,
     config: Optional[Path] = ConfigOption,

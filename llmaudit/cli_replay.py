@@ -160,7 +160,7 @@ def _print_workloads(workloads, transformation: str | None, notes: list[str], pr
 def build_cmd(
     finding_id: str = typer.Argument(..., metavar="FINDING", help="Finding fingerprint (or a unique prefix, or a rule id with one finding)."),
     db: Optional[Path] = db_option(required=True, detail=" that the audit wrote"),
-    output: Path = typer.Option(Path("workload.jsonl"), "--output", "-o", metavar="FILE", help="Baseline workload file; the twin goes beside it as NAME.remediated.jsonl."),
+    output: Path = typer.Option(Path("workload.jsonl"), "--output", "-o", metavar="FILE", help="Write the baseline workload to this file; the twin goes beside it as NAME.remediated.jsonl."),
     max_requests: int = typer.Option(2000, "--max-requests", min=1, metavar="N", help="Replay at most this many calls (whole requests, from the window's start)."),
     quiet: bool = QuietOption,
     config: Optional[Path] = ConfigOption,
@@ -422,7 +422,7 @@ def all_cmd(
     min_success: float = MinSuccessOpt,
     fit_context: Optional[str] = FitContextOpt,
     max_requests: int = typer.Option(2000, "--max-requests", min=1, metavar="N", help="Replay at most this many calls."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Also keep the workload files: baseline here, twin beside it."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the workload files too: the baseline to this file, the twin beside it."),
     json_out: Optional[Path] = JsonOpt,
     token_range: str = TokenRangeOpt,
     quiet: bool = QuietOption,

@@ -84,6 +84,17 @@ def test_usage_errors_exit_2(tmp_path):
     assert res.returncode == 2
 
 
+def _bytes_read(pid: int) -> int:
+    """Bytes the process has read so far (Linux /proc/PID/io: rchar)."""
+    try:
+        for line in open(f"/proc/{pid}/io"):
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def test_interrupted_ingest_leaves_a_valid_store_and_a_rerun_completes(tmp_path):
     src = tmp_path / "big.jsonl"
     docs = [f.request([s for _ in range(40) for s in f.simple_trace(n_llm=4)]) for _ in range(600)]
@@ -91,10 +102,12 @@ def test_interrupted_ingest_leaves_a_valid_store_and_a_rerun_completes(tmp_path)
     expected = 600 * 40 * 5
     db = tmp_path / "s.duckdb"
     proc = subprocess.Popen([*LLMAUDIT, "ingest", str(src), "--db", str(db), "-q"], start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not db.exists() and time.monotonic() < deadline:  # the store is open: the ingest has begun
-        time.sleep(0.05)
-    time.sleep(0.5)
+    # Kill it once it has read the whole file once (the content hash), so parsing and storing are under
+    # way: an event, not a guess at how long that takes on this machine.
+    size = src.stat().st_size
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and _bytes_read(proc.pid) < size and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert proc.poll() is None, "the ingest ended before it could be interrupted: make the file larger"
     os.killpg(proc.pid, signal.SIGKILL)  # no clean-up of any kind
     proc.wait()

