@@ -7,6 +7,9 @@ walks every command's --help to keep it that way.
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from enum import Enum
 from pathlib import Path
 
@@ -52,11 +55,28 @@ class Group(TyperGroup):
     handling prints "Aborted!" and exits 1, which a CI job cannot tell from a tripped gate)."""
 
     def invoke(self, ctx):
+        interrupted = []
+
+        def on_sigint(signum, frame):
+            interrupted.append(signum)
+            signal.default_int_handler(signum, frame)
+
+        previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception):
+            # DuckDB turns Ctrl-C inside a query into its own error: whatever surfaces after one is an interrupt.
+            if not interrupted and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                raise
             err.print("interrupted", markup=False, highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _argument_label(param) -> str:

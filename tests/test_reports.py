@@ -412,7 +412,7 @@ def test_html_shows_measured_savings_once_replayed(hostile_doc):
     # the replayed finding no longer says "not replayed" in its card, the summary table or the savings table
     assert html.count("not replayed") == render_html(hostile_doc).count("not replayed") - 4
     md_text = render_markdown(doc)
-    assert "$123.45/mo ± $10.00 (3 runs)" in md_text
+    assert "$123.45/mo ± $10.00 (3 runs, GPU time)" in md_text
 
 
 # -- redaction and content ---------------------------------------------------------------------------------

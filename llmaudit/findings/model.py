@@ -59,6 +59,7 @@ class Waste(BaseModel):
 
 
 CostBasis = Literal["api_tokens", "gpu_time"]
+BASIS_LABEL = {"api_tokens": "API tokens", "gpu_time": "GPU time"}  # how reports name a cost basis
 
 
 class MeasuredSaving(BaseModel):

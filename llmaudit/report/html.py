@@ -23,7 +23,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from llmaudit.findings.model import SEVERITIES, Finding
+from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
 from llmaudit.report.redact import scrub_content
@@ -446,6 +446,7 @@ def render_html(doc: AuditDocument) -> str:
         "baseline_chart": _baseline_chart(cmp) if cmp else None,
         "severity_counts": severity_counts,
         "top_savings": _top_savings(doc, finding_views),
+        "basis_label": BASIS_LABEL,
         "breakdowns": [b for b in breakdowns if b],
         "findings": finding_views,
         "waste_chart": _waste_chart(doc),

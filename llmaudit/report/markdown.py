@@ -17,7 +17,7 @@ import html
 import re
 from typing import Iterable
 
-from llmaudit.findings.model import Finding
+from llmaudit.findings.model import BASIS_LABEL, Finding
 from llmaudit.report.baseline import Comparison, Delta, FindingChange, comparison_of
 from llmaudit.report.document import AuditDocument
 from llmaudit.report.redact import scrub_content
@@ -164,7 +164,7 @@ def _measured_cell(f: Finding) -> str:
     if m is None or m.usd_per_month is None:
         return "not replayed"
     spread = f" ± {usd(m.usd_per_month_spread)}" if m.usd_per_month_spread is not None else ""
-    return f"{usd(m.usd_per_month)}/mo{spread} ({m.runs} runs)"
+    return f"{usd(m.usd_per_month)}/mo{spread} ({m.runs} runs, {BASIS_LABEL[m.basis]})"
 
 
 def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
