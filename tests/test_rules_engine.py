@@ -1,9 +1,10 @@
 """The rule engine's contract with rule authors: a fingerprint names one finding (a repeated one is a
-rule error, never a silently dropped row), and `rules test` runs fixtures through the same engine path
-as `analyze`."""
+rule error, never a silently dropped row), `rules test` runs fixtures through the same engine path as
+`analyze`, and a severity the SQL changes by a condition is documented and shown by `rules list/show`."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,9 +17,9 @@ from llmaudit.config import Settings
 from llmaudit.findings.model import Scope
 from llmaudit.ingest.pipeline import Ingestor
 from llmaudit.ingest.sources import expand_paths
-from llmaudit.rules.engine import fingerprint, run_rules
+from llmaudit.rules.engine import all_rules, fingerprint, run_rules
 from llmaudit.rules.selftest import run_all
-from llmaudit.rules.spec import load_rule_file, load_rules
+from llmaudit.rules.spec import RuleError, load_rule_file, load_rules
 from llmaudit.store import Store
 
 LLMAUDIT = [sys.executable, "-m", "llmaudit"]
@@ -132,3 +133,75 @@ def test_a_rule_that_does_not_run_fails_its_fixture_test(rule_dir):
     (rule_dir / "TEST001_rows.yaml").write_text(ROWS_RULE.replace("message:", "requires: [retrievals]\nmessage:"))
     outcomes = run_all(load_rules([rule_dir]))
     assert [(o.passed, o.detail) for o in outcomes] == [(False, "rule did not run: retrievals is empty")] * 2
+
+
+# -- severity conditions -------------------------------------------------------------------------------
+
+
+def test_a_severity_column_needs_severity_when(tmp_path):
+    with_severity = ROWS_RULE.replace("count(*) AS calls,", "count(*) AS calls, CASE WHEN k.i > 0 THEN 'high' END AS severity,")
+    path = tmp_path / "TEST001.yaml"
+    path.write_text(with_severity)
+    with pytest.raises(RuleError, match="severity column: say when it applies in severity_when"):
+        load_rule_file(path)
+    path.write_text(with_severity.replace("severity: low\n", "severity: low\nseverity_when: high from the second row on\n"))
+    assert load_rule_file(path).severity_text() == "low; high from the second row on"
+    path.write_text(ROWS_RULE.replace("severity: low\n", "severity: low\nseverity_when: high from the second row on\n"))
+    with pytest.raises(RuleError, match="severity_when is set but the sql returns no severity column"):
+        load_rule_file(path)
+
+
+def _table_cells(stdout: str, column: str) -> dict[str, str]:
+    """A Rich table's cells of one column by row id, wrapped lines joined."""
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "┃" in line)
+    names = [c.strip() for c in lines[header].split("┃")]
+    at = names.index(column)
+    cells: dict[str, list[str]] = {}
+    row = None
+    for line in lines[header + 2:]:
+        parts = [c.strip() for c in line.split("│")]
+        if len(parts) != len(names):
+            continue
+        row = parts[0] or row
+        cells.setdefault(row, []).append(parts[at])
+    return {k: " ".join(x for x in v if x) for k, v in cells.items()}
+
+
+def test_rules_list_and_show_say_when_the_severity_changes():
+    rules = all_rules()
+    conditional = {r.id for r in rules if r.severity_when}
+    # Every built-in rule whose SQL returns a severity says when (the loader enforces it) ...
+    assert conditional == {r.id for r in rules if re.search(r"\bAS\s+severity\b", r.sql, re.IGNORECASE)}
+    assert {"LLMA002", "LLMA004", "LLMA013", "LLMA015"} <= conditional
+
+    res = run("rules", "list")
+    assert res.returncode == 0, res.stderr
+    shown = _table_cells(res.stdout, "severity")
+    assert shown == {r.id: r.severity_text() for r in rules}
+    assert shown["LLMA004"] == "medium; high when at least half of the storm's calls are retries"
+    assert shown["LLMA003"] == "medium"
+
+    res = run("rules", "show", "LLMA013")
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())
+    assert "severity medium; high when at least high_idle_share of the provisioned GPU-hours are idle, needs" in text
+
+
+def test_severity_when_matches_what_the_sql_does(tmp_path):
+    """LLMA004's documented condition is the one its findings follow: a storm in which half the calls
+    are retries is high, a storm with fewer is medium."""
+    from test_rules_fanout_retry_cache import _window, audit
+
+    (high,) = audit(tmp_path / "a", _window("h", 20, 20), "LLMA004")
+    assert high.evidence["retries"] >= 0.5 * high.evidence["calls"] and high.severity == "high"
+    (medium,) = audit(tmp_path / "b", _window("m", 41, 10, every=4), "LLMA004")
+    assert medium.evidence["retries"] < 0.5 * medium.evidence["calls"] and medium.severity == "medium"
+
+
+def test_severity_when_is_checked_for_user_rules_in_the_cli(rule_dir):
+    text = ROWS_RULE.replace("count(*) AS calls,", "count(*) AS calls, 'high' AS severity,")
+    (rule_dir / "TEST001_rows.yaml").write_text(text)
+    res = run("rules", "list", "--rules", rule_dir)
+    assert res.returncode == 2
+    assert "severity_when" in res.stderr and "TEST001_rows.yaml" in res.stderr
