@@ -1,7 +1,12 @@
-"""The llmaudit command line: a thin layer over the library (ingest, normalize, rules, reports)."""
+"""The llmaudit command line: a thin layer over the library (ingest, normalize, rules, reports).
+
+Shared options (--db, --format, --config, --prices, -q, ...) come from llmaudit.cli_options, so every
+command spells and means them alike.
+"""
 
 from __future__ import annotations
 
+import io
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,54 +17,24 @@ from rich.console import Console
 from rich.text import Text
 
 from llmaudit import __version__
+from llmaudit.cli_options import (AcceleratorOption, ConfigOption, FailOnOption, InputFormatOption, OutputOption,
+                                  PricesOption, QueryFormat, QuietOption, ReportFormat, Severity, VerboseOption,
+                                  command, db_option, deprecated, format_option, hidden_option, list_written, new_app,
+                                  settings_for)
 from llmaudit.cli_output import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, err, fail, out
-from llmaudit.config import ConfigError, Settings, load_settings
+from llmaudit.config import Settings
 from llmaudit.ingest.pipeline import IngestReport
 from llmaudit.ingest.sources import InputError
-from llmaudit.store import Store, StoreError
+from llmaudit.store import SqlRefused, Store, StoreError
 
-app = typer.Typer(
-    name="llmaudit",
-    help="Find and price the waste in LLM systems: traces, bills and GPU metrics in, findings in dollars out.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-DbOption = typer.Option(None, "--db", help="DuckDB store file (created if missing). Default: a temporary store.")
-ConfigOption = typer.Option(None, "--config", help="Config file (default: ./llmaudit.toml or [tool.llmaudit] in ./pyproject.toml).")
-PricesOption = typer.Option(None, "--prices", help="A price file overriding and extending the bundled catalog (see `llmaudit pricing`).")
-AcceleratorOption = typer.Option(None, "--accelerator", help="Price self-hosted GPU time as this GPU (e.g. H100) instead of the one in the metrics.")
-
-
-def _settings(config: Optional[Path], prices: Optional[Path] = None, accelerator: Optional[str] = None) -> Settings:
-    """Config file settings, with --prices/--accelerator on top; the price catalog is checked here so
-    that a bad price file fails before any work (exit 2, naming the file and entry)."""
-    from llmaudit.pricing.catalog import PriceError, load_catalog
-
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        raise fail(str(exc))
-    if prices is not None:
-        if not prices.is_file():
-            raise fail(f"{prices}: no such price file")
-        settings.prices = prices
-    if accelerator is not None:
-        settings.accelerator = accelerator
-    try:
-        catalog = load_catalog(settings=settings)
-    except PriceError as exc:
-        raise fail(str(exc))
-    if settings.accelerator and catalog.gpu(settings.accelerator) is None:
-        raise fail(f"--accelerator {settings.accelerator!r}: no GPU-hour price for it (see `llmaudit pricing list`)")
-    return settings
+app = new_app("Find and price the waste in LLM systems: traces, bills and GPU metrics in, findings in dollars out.",
+              name="llmaudit")
 
 
 @contextmanager
-def open_store(db: Optional[Path], *, read_only: bool = False):
+def open_store(db: Optional[Path], *, sandbox: bool = False):
     try:
-        store = Store(db, read_only=read_only)
+        store = Store(db, sandbox=sandbox)
     except StoreError as exc:
         raise fail(str(exc))
     try:
@@ -81,8 +56,10 @@ def main(
     """llmaudit: a FinOps audit for LLM systems."""
 
 
-def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bool, quiet: bool, settings: Settings) -> IngestReport:
-    """Ingest files with progress on stderr, then rebuild the derived tables."""
+def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bool, quiet: bool, settings: Settings,
+               show=None) -> IngestReport:
+    """Ingest files with progress on stderr, then rebuild the derived tables. `show(report)` prints the
+    summary: before the exit when --strict fails, so the summary still says what was stored."""
     from llmaudit.ingest.formats import by_name
     from llmaudit.ingest.pipeline import Ingestor
     from llmaudit.ingest.sources import expand_paths
@@ -92,7 +69,7 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
     try:
         sources = expand_paths(paths)
         if fmt:
-            by_name(fmt)
+            fmt = by_name(fmt.lower()).name
     except (InputError, KeyError) as exc:
         raise fail(str(exc).strip("'\""))
     if not sources:
@@ -101,44 +78,50 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
     with ingest_progress(err, total, enabled=not quiet) as on_progress:
         ingestor = Ingestor(store, force_format=fmt, strict=strict, on_progress=on_progress)
         report = ingestor.run(sources)
-    if not any(f.status in ("ingested", "already ingested") for f in report.files) and _store_is_empty(store):
-        # Nothing to audit is an input error, not a clean bill of health.
-        why = "; ".join(f"{f.path}: {f.first_reject or f.status}" for f in report.files[:5])
-        more = f" (and {len(report.files) - 5} more)" if len(report.files) > 5 else ""
-        raise fail(f"nothing readable in {', '.join(paths)}: no trace, billing or metrics file was recognized ({why}{more})")
-    derive(store, settings)
-    return report
-
-
-def _store_is_empty(store: Store) -> bool:
-    return not store.scalar("SELECT (SELECT count(*) FROM spans) + (SELECT count(*) FROM billing) "
-                            "+ (SELECT count(*) FROM metric_samples)")
-
-
-@app.command()
-def ingest(
-    paths: list[str] = typer.Argument(..., help="Files, directories (recursive), globs; .gz is read as is."),
-    db: Optional[Path] = DbOption,
-    fmt: Optional[str] = typer.Option(None, "--format", help="Force one input format (e.g. otlp-jsonl) instead of detecting it per file."),
-    strict: bool = typer.Option(False, "--strict", help="Any rejected record fails its file (nothing stored from it) and exits 2."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    prices: Optional[Path] = PricesOption,
-    accelerator: Optional[str] = AcceleratorOption,
-    config: Optional[Path] = ConfigOption,
-):
-    """Read traces, billing exports and metrics into a DuckDB store."""
-    from llmaudit.report.terminal import print_ingest
-
-    settings = _settings(config, prices, accelerator)
-    with open_store(db) as store:
-        report = run_ingest(store, paths, fmt=fmt, strict=strict, quiet=quiet, settings=settings)
-        if not quiet:
-            print_ingest(out, report, store, db)
     if strict and report.failed_strict:
+        if show is not None and not quiet:
+            show(report)
         for f in report.files:  # even with --quiet: an exit status alone does not say which file
             if f.status in ("rejected", "unrecognized"):
                 err.print(f"{f.path}: {f.first_reject}", markup=False, highlight=False)
         raise typer.Exit(EXIT_INPUT)
+    if not report.read_anything:
+        # Nothing to audit is an input error, not a clean bill of health: every file unrecognized,
+        # empty, or with every record rejected.
+        why = "; ".join(f"{f.path}: {f.first_reject or f.status}" for f in report.files[:5])
+        more = f" (and {len(report.files) - 5} more)" if len(report.files) > 5 else ""
+        raise fail(f"nothing readable in {', '.join(paths)}: no trace, billing or metrics record could be read "
+                   f"({why}{more})")
+    derive(store, settings)
+    return report
+
+
+@command(app)
+def ingest(
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Files, directories (recursive), globs; .gz is read as is."),
+    db: Optional[Path] = db_option(detail=" to write (created if missing; default: a temporary store, deleted at exit)"),
+    input_format: Optional[str] = InputFormatOption,
+    strict: bool = typer.Option(False, "--strict", help="Any rejected record fails its file (nothing stored from it) and exits 2."),
+    quiet: bool = QuietOption,
+    verbose: bool = VerboseOption,
+    prices: Optional[Path] = PricesOption,
+    accelerator: Optional[str] = AcceleratorOption,
+    config: Optional[Path] = ConfigOption,
+    old_format: Optional[str] = hidden_option("--format"),
+):
+    """Read traces, billing exports and metrics into a DuckDB store."""
+    from llmaudit.report.terminal import print_ingest
+
+    input_format = deprecated("--format (as the input format)", "--input-format", old_format, input_format)
+    settings = settings_for(config, prices, accelerator)
+    with open_store(db) as store:
+        def show(report):
+            print_ingest(out, report, store, db, verbose=verbose)
+
+        report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings, show=show)
+        if not quiet:
+            show(report)
+    list_written([db], quiet=quiet)
 
 
 def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs: list[Path]):
@@ -153,45 +136,46 @@ def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs
         result = audit(store, settings, overrides=overrides, extra_rule_dirs=rule_dirs)
     except RuleError as exc:
         raise fail(str(exc))
-    return build_document(store, result)
+    return build_document(store, result, settings)
 
 
-def _exit_for(doc, fail_on: Optional[str]) -> int:
+def _exit_for(doc, fail_on: Optional[Severity]) -> int:
     from llmaudit.findings.model import severity_rank
 
-    if fail_on and any(severity_rank(f.severity) >= severity_rank(fail_on) for f in doc.findings):
+    if fail_on and any(severity_rank(f.severity) >= severity_rank(fail_on.value) for f in doc.findings):
         return EXIT_FINDINGS
     return EXIT_OK
 
 
-SEVERITY_CHOICES = ("info", "low", "medium", "high", "critical")
-
-
-def _emit(doc, *, output_format: str, output: Optional[Path], json_path: Optional[Path], markdown_path: Optional[Path],
-          html_path: Optional[Path], baseline: Optional[Path], fail_on: Optional[str], fail_on_new: bool, redact: bool,
-          verbose: bool, header=None) -> int:
+def _emit(doc, *, output_format: ReportFormat, output: Optional[Path], json_path: Optional[Path],
+          markdown_path: Optional[Path], html_path: Optional[Path], baseline: Optional[Path], fail_on: Optional[Severity],
+          fail_on_new: bool, redact: bool, verbose: bool, quiet: bool, written: list, header=None) -> int:
     """Write every requested output and return the exit code (0, or 1 for --fail-on / --fail-on-new)."""
-    from llmaudit.report.outputs import ReportError, prepare_outputs, render_json, write_prepared
+    from llmaudit.report.outputs import ReportError, prepare_outputs, render_json, write_prepared, write_text
     from llmaudit.report.terminal import print_findings
 
     try:
         # Every output, the terminal and --format json included, shows the same (redacted) document.
         doc, comparison = prepare_outputs(doc, baseline_path=baseline, redact=redact)
         write_prepared(doc, json_path=json_path, markdown_path=markdown_path, html_path=html_path)
+        if output_format is ReportFormat.json:
+            text = render_json(doc)
+        else:
+            buffer = io.StringIO()
+            # A file gets a fixed width so that it reads the same on every machine.
+            console = Console(file=buffer, width=160, highlight=False, soft_wrap=False) if output else out
+            if header:
+                header(console)
+            print_findings(console, doc, verbose=verbose)
+            text = buffer.getvalue()
+        if output:
+            write_text(output, text)
+        elif output_format is ReportFormat.json:
+            sys.stdout.write(text)
     except ReportError as exc:
         raise fail(str(exc))
-    if output_format == "json":
-        text = render_json(doc)
-        if output:
-            output.write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-    else:
-        console = Console(file=open(output, "w", encoding="utf-8"), width=160) if output else out
-        if header:
-            header(console)
-        print_findings(console, doc, verbose=verbose)
-    if comparison is not None:
+    written.extend([json_path, markdown_path, html_path, output])
+    if comparison is not None and not quiet:
         err.print(comparison.summary_line(), markup=False, highlight=False)
     code = _exit_for(doc, fail_on)
     if fail_on_new and comparison is not None and comparison.new:
@@ -199,48 +183,41 @@ def _emit(doc, *, output_format: str, output: Optional[Path], json_path: Optiona
     return code
 
 
-def _check_output_flags(output_format: str, fail_on: Optional[str], fail_on_new: bool, baseline: Optional[Path]) -> None:
-    if output_format not in ("table", "json"):
-        raise fail(f"--format must be table or json, not {output_format!r}")
-    if fail_on and fail_on not in SEVERITY_CHOICES:
-        raise fail(f"--fail-on must be one of {', '.join(SEVERITY_CHOICES)}")
+JsonOption = typer.Option(None, "--json", metavar="FILE", help="Also write the JSON report (schema: report_templates/report.schema.json).")
+MarkdownOption = typer.Option(None, "--markdown", metavar="FILE", help="Also write a Markdown summary (for a PR comment or CI job summary).")
+HtmlOption = typer.Option(None, "--html", metavar="FILE", help="Also write a self-contained HTML report.")
+BaselineOption = typer.Option(None, "--baseline", metavar="FILE", help="A previous --json report: show new, resolved and unchanged findings.")
+FailOnNewOption = typer.Option(False, "--fail-on-new", help="Exit 1 when a finding is new since --baseline.")
+RedactOption = typer.Option(False, "--redact", help="Hash the names of tenants, users and accounts in every output (salt: $LLMAUDIT_REDACT_SALT).")
+SetOption = typer.Option([], "--set", metavar="RULE.PARAM=VALUE", help="Override a rule parameter, e.g. LLMA003.max_k=6 (repeatable).")
+RulesOption = typer.Option([], "--rules", metavar="DIR", help="An extra folder of rule files (repeatable).")
+StrictOption = typer.Option(False, "--strict", help="Any rejected record is an input error (exit 2).")
+
+
+def _check_report_flags(fail_on_new: bool, baseline: Optional[Path]) -> None:
     if fail_on_new and baseline is None:
         raise fail("--fail-on-new needs --baseline FILE (last run's --json output)")
 
 
-FormatOption = typer.Option("table", "--format", "-f", help="table (terminal) or json, on stdout (or -o FILE).")
-OutputOption = typer.Option(None, "--output", "-o", help="Write the --format output to this file.")
-JsonOption = typer.Option(None, "--json", help="Also write the JSON report (schema: report_templates/report.schema.json).")
-MarkdownOption = typer.Option(None, "--markdown", help="Also write a Markdown summary (for a PR comment or CI job summary).")
-HtmlOption = typer.Option(None, "--html", help="Also write a self-contained HTML report.")
-BaselineOption = typer.Option(None, "--baseline", help="A previous --json report: show new, resolved and unchanged findings.")
-FailOnOption = typer.Option(None, "--fail-on", help="Exit 1 when a finding has this severity or higher.")
-FailOnNewOption = typer.Option(False, "--fail-on-new", help="Exit 1 when a finding is new since --baseline.")
-RedactOption = typer.Option(False, "--redact", help="Hash tenant and user names in every output (salt: $LLMAUDIT_REDACT_SALT).")
-SetOption = typer.Option([], "--set", help="Override a rule parameter: RULE.param=value (repeatable).")
-RulesOption = typer.Option([], "--rules", help="An extra folder of rule files (repeatable).")
-VerboseOption = typer.Option(False, "--verbose", "-v", help="Evidence, examples and the fix for each finding.")
-
-
-@app.command()
+@command(app)
 def analyze(
-    paths: list[str] = typer.Argument(..., help="Files, directories (recursive), globs."),
-    db: Optional[Path] = DbOption,
-    output_format: str = FormatOption,
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Files, directories (recursive), globs; .gz is read as is."),
+    db: Optional[Path] = db_option(detail=" to keep (created if missing; default: a temporary store, deleted at exit)"),
+    output_format: ReportFormat = format_option(ReportFormat.table, ": table (the terminal summary) or json (the audit document)"),
     output: Optional[Path] = OutputOption,
     json_path: Optional[Path] = JsonOption,
     markdown_path: Optional[Path] = MarkdownOption,
     html_path: Optional[Path] = HtmlOption,
     baseline: Optional[Path] = BaselineOption,
-    fail_on: Optional[str] = FailOnOption,
+    fail_on: Optional[Severity] = FailOnOption,
     fail_on_new: bool = FailOnNewOption,
     redact: bool = RedactOption,
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
+    input_format: Optional[str] = InputFormatOption,
+    strict: bool = StrictOption,
+    quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
-    input_format: Optional[str] = typer.Option(None, "--input-format", help="Force one input format (e.g. otlp-jsonl)."),
-    strict: bool = typer.Option(False, "--strict", help="Any rejected record is an input error (exit 2)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no ingest summary."),
     prices: Optional[Path] = PricesOption,
     accelerator: Optional[str] = AcceleratorOption,
     config: Optional[Path] = ConfigOption,
@@ -248,37 +225,35 @@ def analyze(
     """Ingest PATHs, run the audit rules, and report findings by dollar impact."""
     from llmaudit.report.terminal import print_ingest
 
-    _check_output_flags(output_format, fail_on, fail_on_new, baseline)
-    settings = _settings(config, prices, accelerator)
+    _check_report_flags(fail_on_new, baseline)
+    settings = settings_for(config, prices, accelerator)
+    written: list = []
     with open_store(db) as store:
         report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings)
-        if strict and report.failed_strict:
-            for f in report.files:
-                if f.status in ("rejected", "unrecognized"):
-                    err.print(f"{f.path}: {f.first_reject}", markup=False, highlight=False)
-            raise typer.Exit(EXIT_INPUT)
         doc = _audit_document(store, settings, sets, rule_dirs)
         header = None if quiet else (lambda console: print_ingest(console, report, store, db))
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
-                     verbose=verbose, header=header)
+                     verbose=verbose, quiet=quiet, written=written, header=header)
+    list_written([db, *written], quiet=quiet)
     raise typer.Exit(code)
 
 
-@app.command()
+@command(app)
 def report(
-    db: Path = typer.Option(..., "--db", help="A store written by `llmaudit ingest` or `analyze --db`."),
-    output_format: str = FormatOption,
+    db: Path = db_option(required=True, detail=" that `llmaudit ingest` or `analyze --db` wrote"),
+    output_format: ReportFormat = format_option(ReportFormat.table, ": table (the terminal summary) or json (the audit document)"),
     output: Optional[Path] = OutputOption,
     json_path: Optional[Path] = JsonOption,
     markdown_path: Optional[Path] = MarkdownOption,
     html_path: Optional[Path] = HtmlOption,
     baseline: Optional[Path] = BaselineOption,
-    fail_on: Optional[str] = FailOnOption,
+    fail_on: Optional[Severity] = FailOnOption,
     fail_on_new: bool = FailOnNewOption,
     redact: bool = RedactOption,
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
+    quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
     prices: Optional[Path] = PricesOption,
     accelerator: Optional[str] = AcceleratorOption,
@@ -287,17 +262,19 @@ def report(
     """Render the audit of a stored database (no ingest): terminal, JSON, Markdown, HTML."""
     from llmaudit.normalize.derive import derive
 
-    _check_output_flags(output_format, fail_on, fail_on_new, baseline)
+    _check_report_flags(fail_on_new, baseline)
     if not db.exists():
         raise fail(f"{db}: no such store")
-    settings = _settings(config, prices, accelerator)
+    settings = settings_for(config, prices, accelerator)
+    written: list = []
     with open_store(db) as store:
         if prices is not None or accelerator is not None:
             derive(store, settings)  # price again with what was asked for
         doc = _audit_document(store, settings, sets, rule_dirs)
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
-                     verbose=verbose)
+                     verbose=verbose, quiet=quiet, written=written)
+    list_written(written, quiet=quiet)
     raise typer.Exit(code)
 
 
@@ -309,7 +286,7 @@ from llmaudit.cli_replay import replay_app  # noqa: E402
 
 app.add_typer(replay_app, name="replay")
 
-rules_app = typer.Typer(help="List, document and self-test the audit rules.", no_args_is_help=True)
+rules_app = new_app("List, document and self-test the audit rules.")
 app.add_typer(rules_app, name="rules")
 
 
@@ -317,16 +294,16 @@ def _load_rules(rule_dirs: list[Path], config: Optional[Path]):
     from llmaudit.rules.engine import all_rules
     from llmaudit.rules.spec import RuleError
 
-    settings = _settings(config)
+    settings = settings_for(config)
     try:
         return all_rules([*settings.rules, *rule_dirs])
     except RuleError as exc:
         raise fail(str(exc))
 
 
-@rules_app.command("list")
+@command(rules_app, "list")
 def rules_list(
-    rule_dirs: list[Path] = typer.Option([], "--rules", help="An extra folder of rule files."),
+    rule_dirs: list[Path] = RulesOption,
     config: Optional[Path] = ConfigOption,
 ):
     """The rules, with category and severity (the default, and when a finding gets another)."""
@@ -340,10 +317,10 @@ def rules_list(
     out.print(table)
 
 
-@rules_app.command("show")
+@command(rules_app, "show")
 def rules_show(
-    rule_id: str = typer.Argument(..., help="A rule id, e.g. LLMA003."),
-    rule_dirs: list[Path] = typer.Option([], "--rules", help="An extra folder of rule files."),
+    rule_id: str = typer.Argument(..., metavar="RULE", help="A rule id, e.g. LLMA003."),
+    rule_dirs: list[Path] = RulesOption,
     config: Optional[Path] = ConfigOption,
 ):
     """A rule's documentation: why, how the saving is computed, the fix, parameters, SQL."""
@@ -365,10 +342,11 @@ def rules_show(
     out.print(Markdown(text))
 
 
-@rules_app.command("test")
+@command(rules_app, "test")
 def rules_test(
-    folder: Optional[Path] = typer.Argument(None, help="Test the rules in this folder (default: the built-in rules)."),
-    only: list[str] = typer.Option([], "--only", help="Only these rule ids."),
+    folder: Optional[Path] = typer.Argument(None, metavar="DIR", help="Test the rules in this folder (default: the built-in rules)."),
+    only: list[str] = typer.Option([], "--only", metavar="RULE", help="Only these rule ids (repeatable)."),
+    quiet: bool = QuietOption,
 ):
     """Run each rule on its own positive and negative fixtures."""
     from rich.table import Table
@@ -384,45 +362,62 @@ def rules_test(
     if only:
         rules = [r for r in rules if r.id in {o.upper() for o in only}]
     outcomes = run_all(rules)
-    table = Table(show_edge=False)
-    for col in ("rule", "test", "kind", "result", "detail"):
-        table.add_column(col)
-    for o in outcomes:
-        table.add_row(o.rule_id, o.test, o.kind, Text("pass", style="green") if o.passed else Text("FAIL", style="bold red"), o.detail)
-    out.print(table)
     failed = sum(not o.passed for o in outcomes)
+    if not quiet:
+        table = Table(show_edge=False)
+        for col in ("rule", "test", "kind", "result", "detail"):
+            table.add_column(col)
+        for o in outcomes:
+            table.add_row(o.rule_id, o.test, o.kind, Text("pass", style="green") if o.passed else Text("FAIL", style="bold red"), o.detail)
+        out.print(table)
     out.print(f"{len(outcomes) - failed} passed, {failed} failed")
     raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
-@app.command()
+@command(app)
 def query(
-    sql: str = typer.Argument(..., help="A read-only SQL query over the store (tables: spans, llm_calls, retrievals, requests, ...)."),
-    db: Path = typer.Option(..., "--db", help="The DuckDB store file."),
-    output: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-    config: Optional[Path] = ConfigOption,
+    sql: str = typer.Argument(..., metavar="SQL", help="One SELECT query over the store (tables: spans, llm_calls, retrievals, requests, ...)."),
+    db: Path = db_option(required=True, detail=" to read (never written)"),
+    output_format: QueryFormat = format_option(QueryFormat.table, ": table, csv or json"),
+    output: Optional[Path] = OutputOption,
+    quiet: bool = QuietOption,
+    old_config: Optional[Path] = hidden_option("--config"),
 ):
-    """Run read-only SQL against a store."""
-    from llmaudit.normalize.derive import ensure_derived
-    from llmaudit.report.terminal import print_query
-
-    if output not in ("table", "csv", "json"):
-        raise fail(f"--format must be table, csv or json, not {output!r}")
-    if not db.exists():
-        raise fail(f"{db}: no such store")
-    settings = _settings(config)
-    with open_store(db) as store:  # bring derived tables up to date, then reopen read-only
-        ensure_derived(store, settings)
+    """Run one read-only SELECT against a store: nothing outside the store is reachable, nothing is written."""
     import duckdb
 
-    with open_store(db, read_only=True) as store:
-        try:
-            result = store.con.execute(sql)
-            columns = [d[0] for d in result.description or []]
-            rows = result.fetchall()
-        except duckdb.Error as exc:
-            raise fail(f"query failed: {exc}")
-    print_query(out, columns, rows, output)
+    from llmaudit.report.outputs import ReportError, write_text
+    from llmaudit.report.terminal import render_query
+
+    deprecated("--config (query reads no config)", "nothing: query reads the store as it is", old_config)
+    if not db.exists():
+        raise fail(f"{db}: no such store")
+    try:
+        with open_store(db, sandbox=True) as store:
+            stale = _derived_is_stale(store)
+            columns, rows = store.select(sql, what="llmaudit query is read-only")
+    except SqlRefused as exc:
+        raise fail(str(exc))
+    except duckdb.Error as exc:
+        raise fail(f"query failed: {exc}")
+    if stale and not quiet:
+        err.print("note: files were ingested after the derived tables (llm_calls, requests, ...) were last built; "
+                  "`llmaudit report --db FILE` rebuilds them", markup=False, highlight=False)
+    text = render_query(columns, rows, output_format.value, footer=not quiet)
+    try:
+        if output:
+            write_text(output, text)
+        else:
+            sys.stdout.write(text)
+    except ReportError as exc:
+        raise fail(str(exc))
+    list_written([output], quiet=quiet)
+
+
+def _derived_is_stale(store: Store) -> bool:
+    current = store.scalar("SELECT coalesce(max(file_id), 0) FROM ingest_log")
+    done = store.scalar("SELECT value FROM meta WHERE key = 'derived_from_file_id'")
+    return done is not None and int(done) != current
 
 
 def entry() -> None:  # pragma: no cover - console script shim

@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+# 0 ok, 1 a gate tripped (--fail-on, --fail-on-new, a failed self-test, a replay that measured nothing),
+# 2 usage or input error, 130 interrupted (Ctrl-C).
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Not on a terminal (pipes, CI logs): a fixed width, so tables are neither cut nor different per machine.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)

@@ -1,8 +1,7 @@
-"""`llmaudit pricing`: look at the price catalog (bundled, or overridden with --prices FILE).
+"""`llmaudit pricing`: look at the price catalog (bundled, or overridden with --prices FILE), and at how
+an audit priced a model.
 
-Registered by the main CLI with `app.add_typer(pricing_app, name="pricing")`. Commands that price
-calls take the same option: declare `prices: Optional[Path] = PricesOption` and call
-`catalog_for(prices, settings)`, which exits with status 2 and the file's error on a bad price file.
+Registered by the main CLI with `app.add_typer(pricing_app, name="pricing")`.
 """
 
 from __future__ import annotations
@@ -13,41 +12,17 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from llmaudit.cli_output import fail, out
-from llmaudit.config import ConfigError, Settings, load_settings
-from llmaudit.pricing.catalog import Catalog, PriceError, load_catalog
+from llmaudit.cli_options import ConfigOption, PricesOption, command, db_option, new_app, settings_for
+from llmaudit.cli_output import EXIT_INPUT, fail, out
+from llmaudit.pricing.catalog import Catalog, load_catalog
 
-pricing_app = typer.Typer(
-    help="The price catalog: token prices per model and GPU-hour prices, bundled and dated.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-PricesOption = typer.Option(
-    None, "--prices",
-    help="Price file (YAML or JSON, the shape of the bundled catalog) overriding and extending it. "
-         "Default: `prices` in llmaudit.toml, else the bundled catalog.",
-)
-ConfigOption = typer.Option(None, "--config", help="Config file (default: ./llmaudit.toml or [tool.llmaudit] in ./pyproject.toml).")
+pricing_app = new_app("The price catalog: token prices per model and GPU-hour prices, bundled and dated.")
 
 
-def catalog_for(prices: Optional[Path], settings: Settings | None = None) -> Catalog:
+def catalog_for(prices: Optional[Path], config: Optional[Path]) -> Catalog:
     """The catalog for a command: --prices FILE, else the config's `prices`, else the bundled one.
     A price file that cannot be used exits with status 2 and a message naming the file and entry."""
-    if prices is not None and not Path(prices).is_file():
-        raise fail(f"{prices}: no such price file")
-    try:
-        return load_catalog(prices, settings)
-    except PriceError as exc:
-        raise fail(str(exc))
-
-
-def _settings(config: Optional[Path]) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        raise fail(str(exc))
+    return load_catalog(settings=settings_for(config, prices))
 
 
 def _usd(value: float | None) -> str:
@@ -61,7 +36,7 @@ def _source(catalog: Catalog) -> str:
     return text
 
 
-@pricing_app.command("list")
+@command(pricing_app, "list")
 def list_prices(
     provider: Optional[str] = typer.Option(None, "--provider", help="Only this provider (openai, anthropic, bedrock, aws.bedrock, ...)."),
     gpus: bool = typer.Option(False, "--gpus", help="List GPU-hour prices instead of token prices."),
@@ -69,7 +44,7 @@ def list_prices(
     config: Optional[Path] = ConfigOption,
 ):
     """Table of the catalog's token prices (or, with --gpus, GPU-hour prices)."""
-    catalog = catalog_for(prices, _settings(config))
+    catalog = catalog_for(prices, config)
     if gpus:
         table = Table(title=f"GPU-hour prices as of {catalog.gpu_as_of}", title_justify="left")
         for name in ("accelerator", "USD/hour", "basis", "matches"):
@@ -93,19 +68,35 @@ def list_prices(
     out.print(f"{len(entries)} models; {_source(catalog)}", soft_wrap=True)
 
 
-@pricing_app.command("show")
+@command(pricing_app, "show")
 def show_price(
-    model: str = typer.Argument(..., help="A model name as traces or bills write it (gpt-4o-2024-08-06, us.anthropic.claude-...)."),
-    provider: Optional[str] = typer.Option(None, "--provider", help="The provider the call went to (prefers its prices)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="A model name as traces or bills write it (gpt-4o-2024-08-06, us.anthropic.claude-...)."),
+    provider: Optional[str] = typer.Option(None, "--provider", metavar="NAME", help="The provider the call went to (prefers its prices)."),
+    db: Optional[Path] = db_option(detail=" of an audit: also say how that audit priced this model's calls"),
     prices: Optional[Path] = PricesOption,
     config: Optional[Path] = ConfigOption,
 ):
-    """The catalog entry a model name resolves to, or exit 2 for a model the catalog does not know."""
-    catalog = catalog_for(prices, _settings(config))
+    """How a model is priced: its catalog entry, or for a self-hosted model the GPU time it is priced from.
+    Exit 2 when the model is neither in the catalog nor priced by the audit given with --db."""
+    catalog = catalog_for(prices, config)
     entry = catalog.resolve(model, provider)
+    audited = _audit_pricing(db, model) if db is not None else []
+    for line in audited:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if entry is None:
-        raise fail(f"unknown model {model!r}{f' (provider {provider})' if provider else ''}: not in the price catalog "
-                    f"(as of {catalog.as_of}); its calls stay unpriced. Add it to a price file and pass --prices FILE.")
+        if audited:
+            return
+        gpus = ", ".join(f"{g.name} ${g.price.usd_per_hour:g}/h" for g in catalog.gpus()[:3])
+        out.print(f"unknown model {model!r}{f' (provider {provider})' if provider else ''}: no token price in the catalog "
+                  f"(as of {catalog.as_of}).\n"
+                  f"  - Served by a self-hosted server (the provider is vllm, tgi, sglang, ollama, ... in the traces) and "
+                  f"with GPU metrics given, its calls are priced from GPU time: the GPU-hours the metrics show while "
+                  f"they ran, at the catalog's GPU-hour price ({gpus}, ...; `llmaudit pricing list --gpus`), shared by "
+                  f"call duration.\n"
+                  f"  - Otherwise its calls stay unpriced (never $0): add it to a price file and pass --prices FILE.\n"
+                  f"  - `llmaudit pricing show MODEL --db FILE` says how an audit priced it.",
+                  markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT)
     p = entry.price
     out.print(f"{model} -> {entry.provider}/{entry.model}")
     rows = [
@@ -127,3 +118,33 @@ def show_price(
     if p.note:
         out.print(f"  note          {p.note}")
     out.print(f"  source        {entry.source}", soft_wrap=True)
+
+
+def _audit_pricing(db: Path, model: str) -> list[str]:
+    """How the audit in a store priced the calls to this model (by price source), as lines to print."""
+    import duckdb
+
+    from llmaudit.store import Store, StoreError
+
+    if not db.exists():
+        raise fail(f"{db}: no such store")
+    try:
+        with Store(db, sandbox=True) as store:
+            if not store.table_exists("llm_calls"):
+                return []
+            rows = store.con.execute("""
+                SELECT coalesce(self_hosted, FALSE), provider, count(*), count(cost_usd), sum(cost_usd),
+                       any_value(price_source ORDER BY price_source)
+                FROM llm_calls WHERE model = $m OR response_model = $m
+                GROUP BY ALL ORDER BY 1 DESC, provider NULLS LAST""", {"m": model}).fetchall()
+    except (StoreError, duckdb.Error) as exc:
+        raise fail(f"{db}: {exc}")
+    lines = []
+    for self_hosted, prov, calls, priced, cost, source in rows:
+        how = "self-hosted, priced from GPU time" if self_hosted else "priced per token"
+        money = f"${cost:,.2f}" if cost is not None else "unpriced"
+        lines.append(f"in {db}: {calls:,} call(s) to {model} via {prov or 'an unknown provider'}, {how}: {money}"
+                     f" ({priced:,} priced; {source or 'no price source'})")
+    if not rows:
+        lines.append(f"in {db}: no call to {model}")
+    return lines

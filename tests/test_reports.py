@@ -209,15 +209,27 @@ def test_waste_total_counts_one_mechanism_on_one_feature_once(hostile_doc):
 
     t = by_rule(hostile_doc, "LLMA003")[0]
 
-    def finding(rule, category, feature, usd):
-        return t.model_copy(update={"rule_id": rule, "category": category,
-                                    "scope": t.scope.model_copy(update={"service": "agent", "feature": feature}),
+    def finding(rule, category, feature, usd, model=None):
+        return t.model_copy(update={"rule_id": rule, "category": category, "fingerprint": f"{rule}-{feature}-{usd}",
+                                    "scope": t.scope.model_copy(update={"service": "agent", "feature": feature, "model": model}),
                                     "waste": t.waste.model_copy(update={"usd": usd, "usd_per_month": usd * 4})})
 
     findings = [finding("LLMA001", "fan_out", "/ask", 18.0), finding("LLMA002", "fan_out", "/ask", 17.0),  # same calls
                 finding("LLMA002", "fan_out", "/other", 2.0), finding("LLMA003", "oversized_top_k", "/ask", 5.0),
                 finding("LLMA015", "cost_reconciliation", None, 70.0)]
-    assert waste_totals(findings) == (25.0, 100.0, 70.0)
+    w = waste_totals(findings)
+    assert (w.usd, w.usd_per_month, w.unexplained_usd) == (25.0, 100.0, 70.0)
+    # Top savings list exactly what the total counts: not the smaller finding on the same calls, not the gap.
+    assert w.counted == sorted(["LLMA001-/ask-18.0", "LLMA002-/other-2.0", "LLMA003-/ask-5.0"]) and w.capped == []
+
+    # Waste is never above the spend it is part of: GPU waste (idle capacity, self-hosted models) against the
+    # GPU spend, the rest against the API spend.
+    gpu = [finding("LLMA013", "idle_capacity", None, 900.0), finding("LLMA005", "padding_waste", "nightly", 40.0, "llama")]
+    w = waste_totals(findings + gpu, gpu_models={"llama"}, api_spend=100.0, gpu_spend=800.0)
+    assert w.usd == 25.0 + 800.0 and w.capped == ["GPU"]
+    assert w.usd_per_month == 100.0 + 940.0 * 4 * 800.0 / 940.0
+    w = waste_totals(findings, api_spend=20.0, gpu_spend=0.0)
+    assert w.usd == 20.0 and w.usd_per_month == 100.0 * 20.0 / 25.0 and w.capped == ["API"]
 
 
 def cells(row: str) -> list[str]:

@@ -58,12 +58,25 @@ class Waste(BaseModel):
     extrapolation: str = Field("", description="how the monthly figure was obtained")
 
 
-class MeasuredSaving(BaseModel):
-    """Filled in by replay: what a before/after run measured."""
+CostBasis = Literal["api_tokens", "gpu_time"]
 
-    usd_per_month: float | None = None
-    usd_per_month_spread: float | None = None
+
+class MeasuredSaving(BaseModel):
+    """Filled in by replay: what a before/after run measured. Only a replay whose runs all succeeded
+    (at --min-success) and whose token counts the server confirmed is a measurement."""
+
+    basis: CostBasis = Field("gpu_time", description=(
+        "what usd_per_month prices: api_tokens = the server-measured token reduction at the finding's own API "
+        "prices (as its estimate); gpu_time = the measured GPU time at the GPU-hour price (self-hosted models)"))
+    usd_per_month: float | None = Field(None, description="the measured saving per month, on `basis`")
+    usd_per_month_spread: float | None = Field(None, description="standard deviation across repeats, same basis")
     gpu_seconds_saved_per_request: float | None = None
+    gpu_usd_per_month: float | None = Field(None, description=(
+        "the GPU-time saving per month at the GPU-hour price: for api_tokens, what the fix would save if the model "
+        "were self-hosted on that GPU (not comparable with the estimate)"))
+    gpu: str | None = Field(None, description="the GPU whose hour price gpu_usd_per_month uses")
+    tokens_saved_per_request: dict[str, float | None] = Field(default_factory=dict, description=(
+        "server-measured prompt, cached prompt and completion tokens saved per baseline request"))
     runs: int = 0
     detail: dict[str, Any] = Field(default_factory=dict)
 

@@ -1032,7 +1032,7 @@ def sniff_focus_csv(head: bytes, name: str) -> bool:
 
 def sniff_focus_parquet(head: bytes, name: str) -> bool:
     # Column names live in the footer, which the first bytes hold only for small files; a large
-    # Parquet file is taken as FOCUS when its name says so (else use --format focus-parquet).
+    # Parquet file is taken as FOCUS when its name says so (else use --input-format focus-parquet).
     if not head.startswith(b"PAR1"):
         return False
     return _has_all(head, (b"BilledCost", b"ChargePeriodStart")) or "focus" in name.lower()

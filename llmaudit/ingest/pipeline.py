@@ -44,6 +44,12 @@ class IngestReport:
     def failed_strict(self) -> bool:
         return any(f.status in ("rejected", "unrecognized") for f in self.files)
 
+    @property
+    def read_anything(self) -> bool:
+        """Whether some record of the inputs was read: stored now, already stored (a duplicate), or in a
+        file ingested before. False when every file was unrecognized, empty or had every record rejected."""
+        return any(f.status == "already ingested" or f.stored or f.duplicates for f in self.files)
+
 
 def _start_forkserver_safely() -> None:
     """Start the forkserver without the working directory on its sys.path. It runs `python -c`, which
@@ -131,7 +137,7 @@ class Ingestor:
             self.on_progress(source.size, 0)
             if not source.explicit:
                 return FileResult(path, "skipped")
-            reason = "not a recognized trace, billing or metrics format (use --format to force one)"
+            reason = "not a recognized trace, billing or metrics format (use --input-format to force one)"
             with self.store.transaction() as con:
                 con.execute("INSERT INTO rejects VALUES (NULL, ?, NULL, 0, NULL, ?)", [path, reason])
             return FileResult(path, "unrecognized", rejects=1, first_reject=reason)

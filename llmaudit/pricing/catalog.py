@@ -223,6 +223,22 @@ class Catalog:
         path = Path(override)
         return cls(bundled, read_catalog_file(path), path)
 
+    def provenance(self) -> dict:
+        """What every output records of the prices it used: the bundled catalog (source, date, content
+        hash) and the user's price file, if any (path and content hash)."""
+        import hashlib
+
+        def sha(path: Path) -> str:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+
+        return {
+            "catalog": "bundled", "as_of": str(self.as_of) if self.as_of else None, "source": self.source,
+            "sha256": sha(PRICES_FILE), "gpu_hour_as_of": str(self.gpu_as_of) if self.gpu_as_of else None,
+            "gpu_hour_source": self.gpu_source,
+            "prices_file": str(self.override_path) if self.override_path else None,
+            "prices_file_sha256": sha(self.override_path) if self.override_path else None,
+        }
+
     # ------------------------------------------------------------------ models
 
     def entries(self, provider: str | None = None) -> list[PriceEntry]:

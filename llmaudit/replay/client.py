@@ -34,6 +34,9 @@ STATUSES = ("ok", "http_4xx", "http_5xx", "connect_error", "timeout", "cut", "ba
             "cancelled", "not_sent")
 # Statuses where the server never saw the request: they do not count as server busy time.
 NEVER_REACHED = ("connect_error", "not_sent")
+# A run whose first requests all fail to connect stops there: the server is down, and sending the
+# rest would only take minutes to say so.
+FAIL_FAST_CONNECT_ERRORS = 5
 
 
 class ScheduleError(ValueError):
@@ -108,6 +111,7 @@ class RunMeasurement:
     results: list[RequestResult]
     wall_s: float
     interrupted: bool = False
+    aborted: str | None = None  # why the run stopped early without being asked to (server unreachable)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -186,6 +190,21 @@ class _Run:
         self.headers = headers
         self.url = f"{_base(opts.endpoint)}/v1/completions"
         self.t0 = 0.0
+        self.ok_seen = False
+        self.connect_failures = 0
+        self.abort = asyncio.Event()
+        self.abort_reason: str | None = None
+
+    def _note(self, res: RequestResult) -> None:
+        """Fail fast: connection failures before any success, FAIL_FAST_CONNECT_ERRORS of them, end the run."""
+        if res.status == OK:
+            self.ok_seen = True
+        elif res.status == "connect_error" and not self.ok_seen:
+            self.connect_failures += 1
+            if self.connect_failures >= FAIL_FAST_CONNECT_ERRORS and not self.abort.is_set():
+                self.abort_reason = (f"the server is unreachable: the first {self.connect_failures} requests could not "
+                                     f"connect to {self.opts.endpoint} ({res.error})")
+                self.abort.set()
 
     async def send(self, res: RequestResult, body: bytes) -> None:
         clock = time.perf_counter
@@ -273,6 +292,7 @@ class _Run:
             res.status, res.error = "bad_response", f"{type(exc).__name__}: {str(exc)[:200]}"
         finally:
             end = clock()
+            self._note(res)
             res.end_s = end - self.t0
             res.e2e_s = end - start
             if first is not None:
@@ -321,17 +341,21 @@ async def replay_async(workload: Workload, opts: ClientOptions, *, salt: str, sp
         if on_start:
             on_start(run.t0)
         interrupted = False
+
+        def halted() -> bool:
+            return stop.is_set() or run.abort.is_set()
+
         with paused_gc():
             for i, (offset, _) in enumerate(plan):
                 # Sleep in slices of at most 0.25 s so that Ctrl-C during a long recorded gap is
                 # answered at once; the last slice ends at the send time.
-                while not stop.is_set():
+                while not halted():
                     delay = run.t0 + offset - time.perf_counter()
                     if delay <= 0:
                         break
                     await asyncio.sleep(min(delay, 0.25))
-                if stop.is_set():
-                    interrupted = True
+                if halted():
+                    interrupted = stop.is_set()
                     break
                 tasks.append(loop.create_task(run.send(results[i], bodies[i])))
                 if on_progress and i % 16 == 0:
@@ -339,20 +363,21 @@ async def replay_async(workload: Workload, opts: ClientOptions, *, salt: str, sp
             if tasks:
                 # send() never raises (every failure is a status), so gather only ends when all did.
                 gathered = asyncio.gather(*tasks)
-                waiter = loop.create_task(stop.wait())
-                done, _ = await asyncio.wait({gathered, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiters = {loop.create_task(stop.wait()), loop.create_task(run.abort.wait())}
+                done, _ = await asyncio.wait({gathered, *waiters}, return_when=asyncio.FIRST_COMPLETED)
                 if gathered not in done:
-                    interrupted = True
+                    interrupted = stop.is_set()
                     for t in tasks:
                         t.cancel()
                     await asyncio.gather(gathered, return_exceptions=True)
-                waiter.cancel()
+                for w in waiters:
+                    w.cancel()
             wall = time.perf_counter() - run.t0
     if on_progress:
         on_progress(sum(r.sent_s is not None for r in results), len(plan))
     meta = {"model_lookup_error": model_error} if model_error else {}
     return RunMeasurement(endpoint=opts.endpoint, model=model, results=results, wall_s=wall, interrupted=interrupted,
-                          meta=meta)
+                          aborted=run.abort_reason, meta=meta)
 
 
 def run_loop(coro):

@@ -72,7 +72,9 @@ class RunRecord(BaseModel):
     gpu_seconds: float
     gpu_seconds_per_request: float | None
     interrupted: bool = False
-    requests: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
+    aborted: str | None = Field(None, description="why the run stopped early on its own (server unreachable)")
+    status: str = Field("ok", description="ok, or failed: why this run cannot be part of a measurement")
+    requests: list[dict[str, Any]] = Field(default_factory=list, description="per request: status, timings, tokens asked and reported")
 
 
 @dataclass
@@ -81,6 +83,7 @@ class ReplayResult:
     config: ReplayConfig
     runs: list[RunRecord] = field(default_factory=list)
     interrupted: bool = False
+    aborted: str | None = None  # the replay stopped on its own: the server became unreachable
     warmup: dict[str, Any] | None = None
     workloads: dict[str, Workload] = field(default_factory=dict)
 
@@ -120,6 +123,9 @@ async def replay_runs_async(workloads: list[tuple[str, Workload]], cfg: ReplayCo
             emit("warmup", {"requests": len(warm.requests)})
             w = await replay_async(warm, opts, salt=f"{seed}:warmup", duration=0.5, stop=stop)
             result.warmup = summarize(w)
+            if w.aborted:
+                result.aborted = f"warm-up: {w.aborted}"
+                return result
             if opts.model is None and w.model:
                 opts.model = w.model  # ask /v1/models once, not every run
         for index, (rep, label) in enumerate(run_order([lab for lab, _ in workloads], cfg.repeats)):
@@ -160,12 +166,15 @@ async def replay_runs_async(workloads: list[tuple[str, Workload]], cfg: ReplayCo
                 workload=wl.header.name, workload_sha256=wl.sha256(), started_at=started, endpoint=cfg.endpoint,
                 model=meas.model, summary=summary, server=m.delta(before, after), sampled=sampled,
                 busy_s=busy, gpu_seconds=gpu_s, gpu_seconds_per_request=gpu_s / n if n else None,
-                interrupted=meas.interrupted, requests=[r.to_dict() for r in meas.results],
+                interrupted=meas.interrupted, aborted=meas.aborted, requests=[r.to_dict() for r in meas.results],
             )
             result.runs.append(record)
             emit("run_end", {"record": record})
             if meas.interrupted:
                 result.interrupted = True
+                break
+            if meas.aborted:
+                result.aborted = f"run {index} ({label}): {meas.aborted}"
                 break
     return result
 
@@ -182,8 +191,8 @@ def pairs(result: ReplayResult, a: str = "baseline", b: str = "remediated") -> l
     """(baseline run, remediated run) of each repeat where both completed."""
     out = []
     for rep in sorted({r.repeat for r in result.runs}):
-        ra = [r for r in result.runs if r.repeat == rep and r.variant == a and not r.interrupted]
-        rb = [r for r in result.runs if r.repeat == rep and r.variant == b and not r.interrupted]
+        ra = [r for r in result.runs if r.repeat == rep and r.variant == a and not r.interrupted and not r.aborted]
+        rb = [r for r in result.runs if r.repeat == rep and r.variant == b and not r.interrupted and not r.aborted]
         if ra and rb:
             out.append((ra[0], rb[0]))
     return out

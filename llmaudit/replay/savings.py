@@ -1,9 +1,17 @@
-"""From measured GPU time to dollars, and into the store and the findings.
+"""From measured runs to dollars, on the finding's own cost basis, and into the store and the findings.
 
-    saved GPU-s per request = (baseline GPU-s - remediated GPU-s) / baseline requests    (each repeat)
-    saved GPU-s in window   = mean of that x production requests of the finding in its window
-    per month              = x 30 days / observed window days   (the rule engine's extrapolation)
-    dollars                = GPU-seconds x GPU-hour price / 3600
+A replay is a measurement only when every run of both variants succeeded (at least --min-success of
+its requests) and the server's token counts agree with the workloads (`check_runs`). Then:
+
+    api_tokens (a model priced per token, as its estimate is):
+        cost of a run          = its requests' server-measured tokens (prompt, cached, completion) x the
+                                 model's catalog prices, per successful request x requests
+        saved per request      = (baseline cost - remediated cost) / baseline requests      (each repeat)
+    gpu_time (a self-hosted model, and "if self-hosted" beside api_tokens):
+        saved GPU-s per request = (baseline GPU-s - remediated GPU-s) / baseline requests   (each repeat)
+        dollars                 = GPU-seconds x GPU-hour price / 3600
+    in the window = mean x production requests of the finding in its window
+    per month     = x 30 days / observed window days   (the rule engine's extrapolation)
 
 The spread is the standard deviation across repeats, carried through the same factors. Every
 factor is listed in `assumptions` and printed, because each one is a choice someone may disagree
@@ -76,6 +84,78 @@ def _r(x, nd=6):
     return round(x, nd)
 
 
+# The server's prompt-token counts must match what the workload asked for: usage (per request, exact for
+# token-id prompts) within this share, /metrics (counted server-side, failed requests included) within
+# the looser one.
+USAGE_TOLERANCE = 0.01
+METRICS_TOLERANCE = 0.02
+
+
+def run_problems(run: "RunRecord", min_success: float) -> list[str]:
+    """Why this run cannot be part of a measurement (empty: it can)."""
+    s = run.summary
+    problems = []
+    if run.aborted:
+        problems.append(run.aborted)
+    n = s["requests"]
+    if n and s["ok"] / n < min_success:
+        first = f"; first error: {s['first_errors'][0]}" if s.get("first_errors") else ""
+        problems.append(f"{s['ok']:,} of {n:,} requests succeeded ({s['ok'] / n:.1%}, below --min-success "
+                        f"{min_success:.0%}){first}")
+    ok = [q for q in run.requests if q["status"] == "ok"]
+    asked = sum(q["input_tokens"] for q in ok)
+    reported = [q["prompt_tokens"] for q in ok if q.get("prompt_tokens") is not None]
+    if ok and len(reported) < len(ok):
+        problems.append(f"the server reported no token usage for {len(ok) - len(reported):,} successful request(s)")
+    elif ok and abs(sum(reported) - asked) > USAGE_TOLERANCE * asked:
+        problems.append(f"the server counted {sum(reported):,} prompt tokens where the workload sent {asked:,}: it does not "
+                        "take token-id prompts as sent")
+    server = run.server.get("prompt_tokens") if run.server.get("available") else None
+    if server is not None and ok:
+        sent_all = sum(q["input_tokens"] for q in run.requests if q["status"] not in ("connect_error", "not_sent"))
+        if not (1 - METRICS_TOLERANCE) * sum(reported) <= server <= (1 + METRICS_TOLERANCE) * sent_all:
+            problems.append(f"the server's /metrics counted {server:,.0f} prompt tokens in the run, where the successful "
+                            f"requests had {sum(reported):,} (another client on the server?)")
+    return problems
+
+
+def check_runs(result: "ReplayResult", *, min_success: float) -> list[str]:
+    """Mark each run ok or failed (RunRecord.status) and say why the replay is not a measurement (empty
+    when it is). Runs cut short by Ctrl-C are left out of the measurement, not failed."""
+    from llmaudit.replay.run import pairs
+
+    reasons = []
+    if result.aborted:
+        reasons.append(result.aborted)
+    for r in result.runs:
+        if r.interrupted:
+            r.status = "interrupted: left out"
+            continue
+        problems = run_problems(r, min_success)
+        r.status = "ok" if not problems else "failed: " + "; ".join(problems)
+        reasons.extend(f"run {r.run_index} ({r.variant}): {p}" for p in problems)
+    if not reasons and not pairs(result):
+        reasons.append("no complete baseline/remediated pair of runs")
+    return list(dict.fromkeys(reasons))
+
+
+def _run_token_cost(run: "RunRecord", workload: "Workload", prices: dict, scale: float) -> tuple[float, dict[str, float]]:
+    """The run's server-measured tokens priced at each request's production model, per request of the
+    workload (successful requests stand for the few that failed), scaled back to production lengths."""
+    by_id = {r.id: r for r in workload.requests}
+    ok = [q for q in run.requests if q["status"] == "ok"]
+    usd = prompt = cached = completion = 0.0
+    for q in ok:
+        p = prices[by_id[q["id"]].model]
+        c = q.get("cached_tokens") or 0
+        pt, ct = q["prompt_tokens"] or 0, q["completion_tokens"] or 0
+        usd += ((pt - c) * p.input + c * (p.cached_input if p.cached_input is not None else p.input)
+                + ct * (p.output or 0.0)) / 1e6
+        prompt, cached, completion = prompt + pt, cached + c, completion + ct
+    k = len(workload.requests) / len(ok) / scale if ok else 0.0
+    return usd * k, {"prompt": prompt * k, "cached_prompt": cached * k, "completion": completion * k}
+
+
 def _variant_figures(runs: list["RunRecord"]) -> dict[str, Any]:
     def mean_of(get):
         vals = [v for v in (get(r) for r in runs) if v is not None]
@@ -107,22 +187,30 @@ def _variant_figures(runs: list["RunRecord"]) -> dict[str, Any]:
 
 
 def measure(result: "ReplayResult", baseline: "Workload", remediated: "Workload", price: GpuHourPrice, *,
-            finding: Finding | None = None, window_days: float | None = None,
-            gpus_per_server: float = 1.0) -> MeasuredSaving:
-    """The measured saving of remediated over baseline, scaled to production and priced."""
+            finding: Finding | None = None, window_days: float | None = None, gpus_per_server: float = 1.0,
+            token_prices: dict | None = None, token_scale: float = 1.0,
+            assumptions: list[str] | None = None) -> MeasuredSaving:
+    """The measured saving of remediated over baseline, scaled to production and priced. Call it only when
+    check_runs found nothing wrong.
+
+    token_prices ({request model: ModelPrice}) puts the saving on the api_tokens basis: the finding's
+    calls are priced per token, so its measured saving is too; GPU time is then shown as what the fix
+    would save if the model were self-hosted. Without it, GPU time is the measured saving. token_scale
+    is the factor --fit-context scale shrank token counts by."""
     from llmaudit.replay.run import BUSY_METHOD, pairs
 
     done = pairs(result)
     n_base = len(baseline.requests)
-    per_rep = [(a.gpu_seconds - b.gpu_seconds) / n_base for a, b in done]
+    per_rep = [(a.gpu_seconds - b.gpu_seconds) / n_base / token_scale for a, b in done]
     relative = [1.0 - b.busy_s / a.busy_s for a, b in done if a.busy_s > 0]
     h = baseline.header
     production = h.production_requests or n_base
     if window_days is None and h.window_seconds:
         window_days = h.window_seconds / 86400.0
     mean_saved, sd_saved = _mean(per_rep), _sd(per_rep)
+    basis = "api_tokens" if token_prices else "gpu_time"
 
-    assumptions = [
+    assumptions = [*(assumptions or []),
         BUSY_METHOD + f" ({gpus_per_server:g} GPU(s) per server)",
         f"the replay server ({result.config.endpoint}, model {result.runs[0].model if result.runs else '?'}) "
         "stands in for production's: its GPU-seconds are priced as production GPU-seconds",
@@ -147,18 +235,41 @@ def measure(result: "ReplayResult", baseline: "Workload", remediated: "Workload"
     if remediated.header.transformation:
         assumptions.append(f"remediation: {remediated.header.transformation}")
 
-    usd_month = spread_month = gpu_s_month = None
-    if mean_saved is not None:
-        gpu_s_window = mean_saved * production
-        if window_days:
-            factor = DAYS_PER_MONTH / window_days
-            gpu_s_month = gpu_s_window * factor
-            usd_month = gpu_s_month * price.usd_per_hour / 3600.0
-            if sd_saved is not None:
-                spread_month = sd_saved * production * factor * price.usd_per_hour / 3600.0
-            assumptions.append(f"linear: {window_days:.3g} days observed, scaled to {DAYS_PER_MONTH:.0f} days")
-        else:
-            assumptions.append("no observed window: no monthly figure")
+    factor = production * DAYS_PER_MONTH / window_days if window_days else None
+    if window_days:
+        assumptions.append(f"linear: {window_days:.3g} days observed, scaled to {DAYS_PER_MONTH:.0f} days")
+    else:
+        assumptions.append("no observed window: no monthly figure")
+    gpu_s_month = gpu_month = gpu_spread = None
+    if mean_saved is not None and factor is not None:
+        gpu_s_month = mean_saved * factor
+        gpu_month = gpu_s_month * price.usd_per_hour / 3600.0
+        if sd_saved is not None:
+            gpu_spread = sd_saved * factor * price.usd_per_hour / 3600.0
+
+    tokens_saved: dict[str, float | None] = {}
+    token_usd_each: list[float] = []
+    if token_prices:
+        saved_each = []
+        for a, b in done:
+            usd_a, tok_a = _run_token_cost(a, baseline, token_prices, token_scale)
+            usd_b, tok_b = _run_token_cost(b, remediated, token_prices, token_scale)
+            token_usd_each.append((usd_a - usd_b) / n_base)
+            saved_each.append({k: (tok_a[k] - tok_b[k]) / n_base for k in tok_a})
+        tokens_saved = {k: _r(_mean([x[k] for x in saved_each])) for k in ("prompt", "cached_prompt", "completion")}
+        models = sorted({r.model or "?" for r in baseline.requests})
+        assumptions.append("cost basis: API tokens, as the estimate: each request's server-measured prompt (cached "
+                           "part at the cached rate) and completion tokens at its production model's catalog prices ("
+                           + ", ".join(models) + "); GPU time is shown apart, as what the fix would save if the model "
+                           f"were self-hosted on {price.gpu}")
+    else:
+        assumptions.append(f"cost basis: GPU time ({price.gpu}), as a self-hosted model is priced")
+    if basis == "api_tokens":
+        mean_usd, sd_usd = _mean(token_usd_each), _sd(token_usd_each)
+        usd_month = mean_usd * factor if mean_usd is not None and factor is not None else None
+        spread_month = sd_usd * factor if sd_usd is not None and factor is not None else None
+    else:
+        usd_month, spread_month = gpu_month, gpu_spread
 
     base_runs = [a for a, _ in done] or result.by_variant("baseline")
     rem_runs = [b for _, b in done] or result.by_variant("remediated")
@@ -181,17 +292,24 @@ def measure(result: "ReplayResult", baseline: "Workload", remediated: "Workload"
         "window_days": _r(window_days, 4),
         "gpu_hour_usd": price.usd_per_hour,
         "gpu": price.gpu,
+        "basis": basis,
+        "usd_saved_per_request_each": [_r(x) for x in token_usd_each] if token_prices else None,
+        "token_scale": token_scale,
         "estimated_usd_per_month": finding.waste.usd_per_month if finding else None,
         "slo": {"ttft_s": result.config.slo_ttft_s, "e2e_s": result.config.slo_e2e_s},
         "interrupted": result.interrupted,
         "assumptions": assumptions,
     }
     return MeasuredSaving(
+        basis=basis,
         # Four decimals: a replayed sample can be small, and cents would round its spread to zero.
         usd_per_month=_r(usd_month, 4),
         usd_per_month_spread=_r(spread_month, 4),
         gpu_seconds_saved_per_request=_r(mean_saved),
-        runs=len(result.runs),
+        gpu_usd_per_month=_r(gpu_month, 4),
+        gpu=price.gpu,
+        tokens_saved_per_request=tokens_saved,
+        runs=len(done) * 2,
         detail=detail,
     )
 
@@ -230,7 +348,7 @@ _RUN_COLUMNS = (
     "served_model, started_at, interrupted, requests, ok, errors, prompt_tokens, completion_tokens, "
     "server_prompt_tokens, server_generation_tokens, wall_s, busy_s, gpu_seconds, gpu_seconds_per_request, "
     "throughput_rps, goodput_rps, output_tokens_per_s, ttft_p50_s, ttft_p99_s, itl_p50_s, itl_p99_s, e2e_p50_s, "
-    "e2e_p99_s, summary, server, sampled"
+    "e2e_p99_s, summary, server, sampled, status"
 )
 
 
@@ -242,7 +360,7 @@ def _insert_run(con, r: "RunRecord", fp, rule, cat) -> None:
               r.server.get("generation_tokens"), s["wall_s"], r.busy_s, r.gpu_seconds, r.gpu_seconds_per_request,
               s["throughput_rps"], s["goodput_rps"], s["output_tokens_per_s"], s["ttft_p50_s"], s["ttft_p99_s"],
               s["itl_p50_s"], s["itl_p99_s"], s["e2e_p50_s"], s["e2e_p99_s"],
-              json.dumps(s, default=str), json.dumps(r.server, default=str), json.dumps(r.sampled, default=str)]
+              json.dumps(s, default=str), json.dumps(r.server, default=str), json.dumps(r.sampled, default=str), r.status]
     con.execute(f"INSERT OR REPLACE INTO replay_runs ({_RUN_COLUMNS}) VALUES ({', '.join(['?'] * len(values))})", values)
 
 

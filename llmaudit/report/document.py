@@ -6,6 +6,7 @@ HTML and the terminal read the same object, so the formats cannot disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,18 @@ class Window(BaseModel):
     days: float | None
 
 
+class SpendParts(BaseModel):
+    """Spend in the window, on the basis waste is measured against: what the model calls cost, plus the
+    GPUs the self-hosted models run on for as long as they were provisioned."""
+
+    model_apis_usd: float = Field(description="API calls priced per token (trace-estimated at catalog prices)")
+    self_hosted_gpu_time_usd: float = Field(description="self-hosted calls: the GPU time while they ran, at the GPU-hour price")
+    provisioned_idle_usd: float = Field(description=(
+        "provisioned GPU time the self-hosted calls do not carry (before and after them), from the GPU metrics "
+        "x GPU-hour price; idle-capacity waste is part of it and of the calls' GPU time"))
+    gpu_provisioned_usd: float | None = Field(None, description="all provisioned GPU time (metrics x GPU-hour price), if metrics were given")
+
+
 class Totals(BaseModel):
     requests: int
     spans: int
@@ -42,17 +55,36 @@ class Totals(BaseModel):
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
-    spend_usd: float | None = Field(description="trace-estimated spend of priced calls")
+    spend_usd: float | None = Field(description=(
+        "spend in the window: model APIs + self-hosted GPU time + provisioned idle GPU time (spend_parts); the "
+        "waste total is never above it"))
+    spend_parts: SpendParts | None = None
     unpriced_calls: int = Field(description="calls whose model has no price: not counted as $0")
     estimated_waste_usd: float = Field(description=(
         "waste findings over the window, counted once per mechanism and feature: where several findings "
         "of one category share a service and feature (e.g. a call budget and a loop on the same calls), "
-        "only the largest counts; cost_reconciliation findings are not waste (see unexplained_spend_usd)"))
+        "only the largest counts; cost_reconciliation findings are not waste (see unexplained_spend_usd); "
+        "GPU waste is at most the GPU spend and API waste at most the API spend"))
     estimated_waste_usd_per_month: float = Field(description="the same, extrapolated to 30 days")
+    counted_findings: list[str] = Field(default_factory=list, description="fingerprints of the findings the waste total counts")
     unexplained_spend_usd: float = Field(0.0, description=(
         "billed spend the traces do not explain (cost_reconciliation findings): to investigate, not proven waste"))
     findings: int
     rejects: int
+
+
+class PriceProvenance(BaseModel):
+    """The prices every figure of the audit used."""
+
+    catalog: str = "bundled"
+    as_of: str | None = None
+    source: str | None = None
+    sha256: str = Field(description="sha256 of the bundled catalog file (llmaudit/pricing/prices.yaml)")
+    gpu_hour_as_of: str | None = None
+    gpu_hour_source: str | None = None
+    prices_file: str | None = Field(None, description="the user's price file (--prices or `prices` in the config)")
+    prices_file_sha256: str | None = None
+    accelerator: str | None = Field(None, description="--accelerator: the GPU self-hosted time was priced as")
 
 
 class BreakdownRow(BaseModel):
@@ -75,6 +107,7 @@ class AuditDocument(BaseModel):
     skipped_rules: dict[str, str]
     rule_errors: dict[str, str]
     breakdowns: dict[str, list[BreakdownRow]]
+    prices: PriceProvenance | None = None
     extras: dict[str, Any] = Field(default_factory=dict, description="sections added by other modules (billing, GPU, replay)")
 
 
@@ -273,26 +306,73 @@ def summary_extras(store: Store, result: RunResult) -> dict:
     return extras
 
 
-def waste_totals(findings) -> tuple[float, float, float]:
-    """(waste in the window, per month, unexplained billed spend), without counting one waste twice.
+@dataclass
+class WasteTotals:
+    usd: float
+    usd_per_month: float
+    unexplained_usd: float
+    counted: list[str]               # fingerprints counted in the total
+    capped: list[str]                # which basis was capped at its spend ("GPU", "API")
+
+
+def waste_totals(findings, *, gpu_models: set[str] | frozenset = frozenset(), api_spend: float | None = None,
+                 gpu_spend: float | None = None) -> WasteTotals:
+    """The waste total, without counting one waste twice and never above the spend it is part of.
 
     Findings of one mechanism (category) on one service and feature describe the same calls from
     different angles (a call budget and a runaway loop; idle hours and surplus replicas), so only the
-    largest of them counts. Reconciliation gaps are spend to investigate, not waste."""
-    largest: dict[tuple, tuple[float, float]] = {}
+    largest of them counts. Reconciliation gaps are spend to investigate, not waste. Waste on GPU time
+    (idle capacity, and findings on self-hosted models, `gpu_models`) is capped at the GPU spend, the
+    rest at the API spend, where those are known."""
+    largest: dict[tuple, Any] = {}
     unexplained = 0.0
     for f in findings:
         if f.category == "cost_reconciliation":
             unexplained += f.waste.usd or 0.0
             continue
         key = (f.category, f.scope.service, f.scope.feature)
-        usd, month = f.waste.usd or 0.0, f.waste.usd_per_month or 0.0
-        if key not in largest or (usd, month) > largest[key]:
-            largest[key] = (usd, month)
-    return sum(u for u, _ in largest.values()), sum(m for _, m in largest.values()), unexplained
+        rank = (f.waste.usd or 0.0, f.waste.usd_per_month or 0.0, f.fingerprint)
+        if key not in largest or rank > largest[key][0]:
+            largest[key] = (rank, f)
+    counted = [f for _, f in largest.values() if f.waste.usd or f.waste.usd_per_month]
+    usd = month = 0.0
+    capped = []
+    for basis, spend in (("GPU", gpu_spend), ("API", api_spend)):
+        mine = [f for f in counted if (f.category == "idle_capacity" or f.scope.model in gpu_models) == (basis == "GPU")]
+        u, m = sum(f.waste.usd or 0.0 for f in mine), sum(f.waste.usd_per_month or 0.0 for f in mine)
+        if spend is not None and u > spend > 0:
+            m, u = m * spend / u, spend
+            capped.append(basis)
+        usd, month = usd + u, month + m
+    return WasteTotals(usd, month, unexplained, sorted(f.fingerprint for f in counted), capped)
 
 
-def build_document(store: Store, result: RunResult) -> AuditDocument:
+def spend_parts(store: Store) -> SpendParts | None:
+    """Model API spend, the self-hosted calls' GPU time, and the provisioned GPU time beyond it."""
+    from llmaudit.metrics_capacity import gpu_hours
+
+    if not store.table_exists("llm_calls"):
+        return None
+    api, hosted = store.con.execute("""
+        SELECT coalesce(sum(cost_usd) FILTER (WHERE NOT coalesce(self_hosted, FALSE)), 0),
+               coalesce(sum(cost_usd) FILTER (WHERE coalesce(self_hosted, FALSE)), 0)
+        FROM llm_calls""").fetchone()
+    provisioned = None
+    if store.table_exists("gpu_busy_intervals") and store.table_exists("gpu_device_prices"):
+        prices = {(h, d): u for h, d, u in store.con.execute(
+            "SELECT host, device, usd_per_hour FROM gpu_device_prices").fetchall()}
+        rows = gpu_hours(store)
+        if rows and all(prices.get((r.host, r.device)) is not None for r in rows):
+            provisioned = sum(r.provisioned_gpu_hours * prices[(r.host, r.device)] for r in rows)
+    idle = max((provisioned or 0.0) - hosted, 0.0)
+    return SpendParts(model_apis_usd=round(api, 2), self_hosted_gpu_time_usd=round(hosted, 2),
+                      provisioned_idle_usd=round(idle, 2),
+                      gpu_provisioned_usd=round(provisioned, 2) if provisioned is not None else None)
+
+
+def build_document(store: Store, result: RunResult, settings=None) -> AuditDocument:
+    from llmaudit.pricing.catalog import load_catalog
+
     q = store.con.execute
     inputs = [
         InputFile(path=p, sha256=h, format=f, kind=k, records=r or 0, stored=s or 0, rejects=j or 0)
@@ -307,14 +387,23 @@ def build_document(store: Store, result: RunResult) -> AuditDocument:
                   coalesce(sum(cached_input_tokens), 0), sum(cost_usd), count(*) FILTER (WHERE cost_usd IS NULL)
            FROM llm_calls"""
     ).fetchone()
-    waste, waste_month, unexplained = waste_totals(result.findings)
+    parts = spend_parts(store)
+    gpu_models = {m for (m,) in q("SELECT DISTINCT model FROM llm_calls WHERE coalesce(self_hosted, FALSE) AND model IS NOT NULL").fetchall()}
+    gpu_spend = None
+    if parts is not None:
+        gpu_spend = parts.self_hosted_gpu_time_usd + parts.provisioned_idle_usd
+        spend = parts.model_apis_usd + gpu_spend if spend is not None or gpu_spend else spend
+    w = waste_totals(result.findings, gpu_models=gpu_models, api_spend=parts.model_apis_usd if parts else None,
+                     gpu_spend=gpu_spend)
     totals = Totals(
         requests=requests, spans=spans, llm_calls=calls, input_tokens=int(tin), output_tokens=int(tout),
-        cached_input_tokens=int(tcached), spend_usd=round(spend, 2) if spend is not None else None,
-        unpriced_calls=unpriced, estimated_waste_usd=round(waste, 2), estimated_waste_usd_per_month=round(waste_month, 2),
-        unexplained_spend_usd=round(unexplained, 2),
+        cached_input_tokens=int(tcached), spend_usd=round(spend, 2) if spend is not None else None, spend_parts=parts,
+        unpriced_calls=unpriced, estimated_waste_usd=round(w.usd, 2), estimated_waste_usd_per_month=round(w.usd_per_month, 2),
+        counted_findings=w.counted, unexplained_spend_usd=round(w.unexplained_usd, 2),
         findings=len(result.findings), rejects=q("SELECT count(*) FROM rejects").fetchone()[0],
     )
+    catalog = load_catalog(settings=settings)
+    prices = PriceProvenance(**catalog.provenance(), accelerator=getattr(settings, "accelerator", None))
     return AuditDocument(
         inputs=inputs,
         window=Window(start=as_utc(start), end=as_utc(end), days=round(result.window_days, 3) if result.window_days else None),
@@ -323,5 +412,6 @@ def build_document(store: Store, result: RunResult) -> AuditDocument:
         skipped_rules=dict(sorted(result.skipped.items())),
         rule_errors=dict(sorted(result.errors.items())),
         breakdowns={name: _breakdown(store, expr) for name, expr in _BREAKDOWNS.items()},
+        prices=prices,
         extras=summary_extras(store, result),
     )

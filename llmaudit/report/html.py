@@ -309,6 +309,11 @@ def _dt(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 @lru_cache(maxsize=1)
+def _nolink(text) -> str:
+    """A web address as plain text (scheme dropped): the report links to nothing, not even its sources."""
+    return re.sub(r"\bhttps?://", "", "" if text is None else str(text))
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(data_dir("report_templates"))),
@@ -319,7 +324,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(usd=_usd, signed_usd=_signed_usd, signed_int=_signed_int, num=_num, pct=_pct,
-                       evidence=_evidence, scope=_scope, dt=_dt, label=_label, wbr=_wbr)
+                       evidence=_evidence, scope=_scope, dt=_dt, label=_label, wbr=_wbr, nolink=_nolink)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env
 
@@ -401,22 +406,21 @@ def _baseline_chart(cmp) -> Markup | None:
     return None
 
 
-def _prices(doc: AuditDocument) -> dict | None:
-    info = getattr(doc, "prices", None) or doc.extras.get("prices") or doc.extras.get("pricing")
-    if info is None:
-        return None
-    if hasattr(info, "model_dump"):
-        info = info.model_dump(mode="json")
-    return info if isinstance(info, dict) else {"prices": info}
+def _top_savings(doc: AuditDocument, views: list[dict], n: int = 5) -> list[dict]:
+    """The findings the waste total counts, dollars first (reconciliation gaps and findings on the same calls
+    as a larger one are not savings); unpriced findings with a token figure after them."""
+    counted = set(doc.totals.counted_findings)
 
-
-def _top_savings(views: list[dict], n: int = 5) -> list[dict]:
-    """Dollars first; unpriced findings with a token figure after them, so the list is never empty for lack of prices."""
     def key(v: dict):
         f = v["f"]
         return (-(_money_of(f) if _money_of(f) is not None else -1.0), -(f.waste.tokens or 0), f.fingerprint)
 
-    return sorted([v for v in views if _money_of(v["f"]) or v["f"].waste.tokens], key=key)[:n]
+    def is_saving(f) -> bool:
+        if _money_of(f):
+            return f.fingerprint in counted
+        return bool(f.waste.tokens) and f.category != "cost_reconciliation"
+
+    return sorted([v for v in views if is_saving(v["f"])], key=key)[:n]
 
 
 def render_html(doc: AuditDocument) -> str:
@@ -441,14 +445,13 @@ def render_html(doc: AuditDocument) -> str:
         "cmp": cmp,
         "baseline_chart": _baseline_chart(cmp) if cmp else None,
         "severity_counts": severity_counts,
-        "top_savings": _top_savings(finding_views),
+        "top_savings": _top_savings(doc, finding_views),
         "breakdowns": [b for b in breakdowns if b],
         "findings": finding_views,
         "waste_chart": _waste_chart(doc),
         "measured_chart": _measured_chart(doc),
         "replayed": sum(1 for f in doc.findings if f.measured is not None),
         "extrapolations": sorted(extrapolations.items(), key=lambda kv: (-kv[1], kv[0])),
-        "prices": _prices(doc),
         "other_extras": {k: v for k, v in doc.extras.items() if k not in _OWN_EXTRAS},
         "headline": doc.extras.get("headline") or {},
         "redaction": doc.extras.get("redaction"),

@@ -21,6 +21,7 @@ from llmaudit.findings.model import Finding
 from llmaudit.report.baseline import Comparison, Delta, FindingChange, comparison_of
 from llmaudit.report.document import AuditDocument
 from llmaudit.report.redact import scrub_content
+from llmaudit.report.terminal import price_line
 
 MAX_CHARS = 65_000
 CELL = 80          # characters of one telemetry string in a table cell
@@ -181,9 +182,13 @@ def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
         )
     else:
         lines.append("No spans in the input.\n\n")
+    parts = t.spend_parts
     rows = [
         ["Spend (window)", spend],
-        ["Estimated waste (window)", usd(t.estimated_waste_usd)],
+        *([["… model APIs", usd(parts.model_apis_usd)], ["… self-hosted GPU time", usd(parts.self_hosted_gpu_time_usd)],
+           ["… provisioned GPU idle", usd(parts.provisioned_idle_usd)]] if parts is not None else []),
+        ["Estimated waste (window)", usd(t.estimated_waste_usd)
+         + (f" ({t.estimated_waste_usd / t.spend_usd:.1%} of spend)" if t.spend_usd else "")],
         ["Estimated waste per month", usd(t.estimated_waste_usd_per_month)],
         *([["Billed spend no trace explains", usd(t.unexplained_spend_usd)]] if t.unexplained_spend_usd else []),
         ["Findings", f"{t.findings:,}"],
@@ -215,6 +220,8 @@ def _headline(doc: AuditDocument, cmp: Comparison | None) -> str:
     headline = list(doc.extras.get("headline", {}).items())[:20]  # other modules' one-liners (billing, GPU)
     if headline:
         lines.append("\n" + "  \n".join(f"{md(k, line_start=True)}: {md(v, 200)}" for k, v in headline) + "\n")
+    if doc.prices is not None:
+        lines.append(f"\nPrices: {md(price_line(doc.prices), 400)}.\n")
     if doc.extras.get("redaction"):
         lines.append("\n_Tenant and user names are pseudonymised (--redact)._\n")
     return "".join(lines) + "\n"

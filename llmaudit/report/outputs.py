@@ -57,8 +57,15 @@ def prepare(doc: AuditDocument, *, redact: bool = False, redact_salt: str | None
     return redact_document(out, redact_salt) if redact else out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write next to the target and rename: a crash or a full disk never leaves half a report."""
+def user_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write next to the target and rename: a crash or a full disk never leaves half a report. The file
+    gets the mode any other program would give it (0666 less the user's umask), not mkstemp's 0600."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
@@ -68,6 +75,7 @@ def _write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise ReportError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     try:
+        os.fchmod(fd, 0o666 & ~user_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -112,7 +120,7 @@ def write_prepared(doc: AuditDocument, *, json_path: str | Path | None = None, m
     if html_path is not None:
         rendered.append((html_path, render_html(doc)))
     for path, text in rendered:
-        _write_atomic(Path(path), text)
+        write_text(Path(path), text)
 
 
 def write_outputs(doc: AuditDocument, *, json_path: str | Path | None = None, markdown_path: str | Path | None = None,

@@ -1,12 +1,13 @@
-"""The JSON Schema of the audit document, generated from the pydantic models.
+"""The JSON Schemas of what llmaudit writes as JSON, generated from the pydantic models.
 
-report_templates/report.schema.json is committed so that consumers (dashboards, other CI steps) can
-validate a report without installing llmaudit. It is never edited by hand: a test fails when it differs
-from the models, and this script rewrites it.
+report_templates/report.schema.json (the audit document, `analyze --json`) and replay.schema.json (a
+replay's outcome, `replay --json`) are committed so that consumers (dashboards, other CI steps) can
+validate them without installing llmaudit. They are never edited by hand: a test fails when one
+differs from the models, and this script rewrites them.
 
-    python -m llmaudit.report.schema --check     # exit 1 if the committed file is stale
-    python -m llmaudit.report.schema --write     # regenerate it
-    python -m llmaudit.report.schema             # print it
+    python -m llmaudit.report.schema --check     # exit 1 if a committed file is stale
+    python -m llmaudit.report.schema --write     # regenerate them
+    python -m llmaudit.report.schema             # print the audit document's
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from llmaudit.report.redact import RedactionInfo
 from llmaudit.resources import data_dir
 
 SCHEMA_FILE = "report.schema.json"
+REPLAY_SCHEMA_FILE = "replay.schema.json"
 # Sections of `extras` that llmaudit's own report modules write; other keys stay free-form.
 KNOWN_EXTRAS = {"baseline": Comparison, "redaction": RedactionInfo}
 
 
-def schema_path() -> Path:
-    return data_dir("report_templates") / SCHEMA_FILE
+def schema_path(name: str = SCHEMA_FILE) -> Path:
+    return data_dir("report_templates") / name
 
 
 def document_schema() -> dict:
@@ -56,8 +58,25 @@ def document_schema() -> dict:
     }
 
 
-def render_schema() -> str:
-    return json.dumps(document_schema(), indent=2, ensure_ascii=False) + "\n"
+def replay_schema() -> dict:
+    from llmaudit.replay.workflow import SCHEMA_VERSION as REPLAY_VERSION
+    from llmaudit.replay.workflow import ReplayOutcome
+
+    schema = ReplayOutcome.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "llmaudit replay outcome",
+        "description": f"Output of `llmaudit replay --json` (schema_version {REPLAY_VERSION}). Generated from "
+        "llmaudit.replay.workflow.ReplayOutcome by `python -m llmaudit.report.schema --write`; do not edit.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+SCHEMAS = {SCHEMA_FILE: document_schema, REPLAY_SCHEMA_FILE: replay_schema}
+
+
+def render_schema(name: str = SCHEMA_FILE) -> str:
+    return json.dumps(SCHEMAS[name](), indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,23 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--check", action="store_true", help="exit 1 when the committed schema file is stale")
     group.add_argument("--write", action="store_true", help="rewrite the committed schema file")
-    parser.add_argument("--path", type=Path, default=None, help=f"schema file (default: report_templates/{SCHEMA_FILE})")
+    parser.add_argument("--which", choices=sorted(SCHEMAS), default=None, help="only this schema (default: all)")
     args = parser.parse_args(argv)
-    path = args.path or schema_path()
-    text = render_schema()
-    if args.write:
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
+    names = [args.which] if args.which else list(SCHEMAS)
+    if not (args.write or args.check):
+        sys.stdout.write(render_schema(args.which or SCHEMA_FILE))
         return 0
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
+    stale = 0
+    for name in names:
+        path, text = schema_path(name), render_schema(name)
+        if args.write:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+        elif (path.read_text(encoding="utf-8") if path.exists() else "") != text:
             print(f"{path} is stale: run `python -m llmaudit.report.schema --write`", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date")
-        return 0
-    sys.stdout.write(text)
-    return 0
+            stale += 1
+        else:
+            print(f"{path} is up to date")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from llmaudit.cli_output import out
 from llmaudit.ingest.pipeline import IngestReport
 from llmaudit.store import Store
 from llmaudit.summary import summarize
@@ -39,7 +40,16 @@ def _period(start, end) -> str:
     return f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC" if end else f"from {start:%Y-%m-%d %H:%M} UTC"
 
 
-def print_ingest(console: Console, report: IngestReport, store: Store, db: Path | None) -> None:
+# Why a file stored nothing, as the summary says it (the file is always named).
+_NOT_READ = {
+    "skipped": "skipped: not a recognized trace, billing or metrics format",
+    "empty": "empty",
+    "unrecognized": "not a recognized format",
+    "rejected": "rejected (--strict)",
+}
+
+
+def print_ingest(console: Console, report: IngestReport, store: Store, db: Path | None, *, verbose: bool = False) -> None:
     s = summarize(store)
     files = Table(title="Files", title_justify="left", show_edge=False)
     for col in ("status", "files", "records", "stored", "duplicates", "rejects"):
@@ -75,8 +85,13 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
         console.print(Text(f"Metrics      {m.source}: {m.samples:,} samples of {m.series:,} series, {_period(m.start, m.end)}"
                            f" ({hosts or 'no host'}{devices})"))
     for f in report.files:
-        if f.first_reject:
+        if f.status in _NOT_READ and not f.first_reject:
+            console.print(Text(f"  {f.path}: {_NOT_READ[f.status]}", style="yellow"))
+        elif f.first_reject:
             console.print(Text(f"  {f.path}: {f.rejects:,} rejected; first: {f.first_reject}", style="yellow"))
+        elif verbose:
+            console.print(Text(f"  {f.path}: {f.status}" + (f" ({f.format}), {f.records:,} records, {f.stored:,} stored, "
+                                                          f"{f.duplicates:,} duplicates" if f.format else "")))
     if s.models:
         console.print()
         t = Table(title="Tokens by model", title_justify="left", show_edge=False)
@@ -88,29 +103,41 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
         console.print(t)
 
 
-def print_query(console: Console, columns: list[str], rows: list[tuple], fmt: str) -> None:
+def render_query(columns: list[str], rows: list[tuple], fmt: str, *, footer: bool = True) -> str:
+    """A query result as json, csv or a table (with a row count unless footer is off)."""
     if fmt == "json":
         data = [dict(zip(columns, row)) for row in rows]
-        console.file.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
+        return orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode() + "\n"
+    buf = io.StringIO()
     if fmt == "csv":
-        buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
-        console.file.write(buf.getvalue())
-        return
+        return buf.getvalue()
     table = Table(show_edge=False)
     for c in columns:
         table.add_column(safe(c))
     for row in rows:
         table.add_row(*(safe(v) for v in row))
+    console = Console(file=buf, width=out.width, highlight=False, soft_wrap=False)
     console.print(table)
-    console.print(f"{len(rows):,} rows", style="dim")
+    if footer:
+        console.print(f"{len(rows):,} rows")
+    return buf.getvalue()
 
 
 def _usd(value) -> str:
     return "unpriced" if value is None else f"${value:,.2f}"
+
+
+def price_line(p) -> str:
+    """The prices an audit used, in one line (every output says it)."""
+    text = f"bundled catalog as of {p.as_of} (sha256 {p.sha256[:12]}; source in the JSON and HTML reports)"
+    if p.prices_file:
+        text += f"; price file {p.prices_file} (sha256 {p.prices_file_sha256[:12]})"
+    if p.accelerator:
+        text += f"; GPU time priced as {p.accelerator}"
+    return text
 
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -126,14 +153,23 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     console.rule("llmaudit", style="dim")
     console.print(f"Window        {window}")
     console.print(f"Requests      {t.requests:,}    LLM calls {t.llm_calls:,}    tokens in {t.input_tokens:,} / out {t.output_tokens:,}")
-    spend = _usd(t.spend_usd) + (f"  ({t.unpriced_calls:,} calls unpriced, not counted)" if t.unpriced_calls else "")
+    parts = t.spend_parts
+    spend = _usd(t.spend_usd) + (" in the window" if t.spend_usd is not None else "")
+    if parts is not None:
+        spend += (f" = model APIs {_usd(parts.model_apis_usd)} + self-hosted GPU time {_usd(parts.self_hosted_gpu_time_usd)}"
+                  f" + provisioned GPU idle {_usd(parts.provisioned_idle_usd)}")
+    if t.unpriced_calls:
+        spend += f"  ({t.unpriced_calls:,} calls unpriced, not counted)"
     console.print(f"Spend         {spend}")
+    share = f" ({t.estimated_waste_usd / t.spend_usd:.1%} of spend)" if t.spend_usd else ""
     console.print(
-        f"Est. waste    ${t.estimated_waste_usd:,.2f} in the window, ${t.estimated_waste_usd_per_month:,.2f} per month "
-        f"({t.findings} findings; overlapping ones of one mechanism and feature counted once)"
+        f"Est. waste    ${t.estimated_waste_usd:,.2f} in the window{share}, ${t.estimated_waste_usd_per_month:,.2f} per month "
+        f"({len(t.counted_findings)} of {t.findings} findings counted: one per mechanism and feature, never above its spend)"
     )
     if t.unexplained_spend_usd:
         console.print(f"Unexplained   ${t.unexplained_spend_usd:,.2f} billed that no trace explains (to investigate, not counted as waste)")
+    if doc.prices is not None:
+        console.print(Text(f"Prices        {price_line(doc.prices)}"))
     for key, value in doc.extras.get("headline", {}).items():
         console.print(Text(f"{key:<14}{value}"))
     console.print()
@@ -142,19 +178,28 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     else:
         table = Table(show_edge=False, title="Findings by dollar impact", title_justify="left")
         for col, justify in (("severity", "left"), ("rule", "left"), ("scope", "left"), ("waste (window)", "right"),
-                             ("per month", "right"), ("what", "left")):
-            table.add_column(col, justify=justify)
+                             ("per month", "right")):
+            table.add_column(col, justify=justify, no_wrap=col != "scope")
+        table.add_column("what", ratio=1, overflow="fold", min_width=40)
+        counted = set(t.counted_findings)
+        uncounted = 0
         for f in doc.findings:
             scope = " · ".join(str(v) for v in (f.scope.service, f.scope.feature, f.scope.model, f.scope.tenant) if v)
+            mark = "" if f.fingerprint in counted or f.waste.usd is None else "*"
+            uncounted += bool(mark)
             table.add_row(
                 Text(f.severity, style=SEVERITY_STYLE[f.severity]),
-                f"{f.rule_id} {f.rule_name}",
+                f.rule_id,
                 safe(scope, 48),
-                _usd(f.waste.usd),
-                _usd(f.waste.usd_per_month),
-                safe(f.message, 200 if verbose else 90),
+                _usd(f.waste.usd) + mark,
+                _usd(f.waste.usd_per_month) + mark,
+                # Whole sentences: the table wraps them rather than cutting them (telemetry names in them are capped).
+                safe(f.message, 600),
             )
         console.print(table)
+        if uncounted:
+            console.print(Text("* not counted in the waste total: spend to investigate, or the same calls as a larger "
+                               "finding of the same mechanism", style="dim"))
     if verbose:
         for f in doc.findings:
             console.print()

@@ -23,7 +23,7 @@ from typing import Any
 from llmaudit.findings.model import Finding, Scope, Waste, severity_rank
 from llmaudit.resources import data_dir
 from llmaudit.rules.spec import Rule, RuleError, load_rules
-from llmaudit.store import Store
+from llmaudit.store import SqlRefused, Store
 
 _SCOPE = ("service", "feature", "model", "tenant", "window_start", "window_end")
 _SPECIAL = set(_SCOPE) | {"scope_key", "waste_tokens", "waste_usd", "waste_gpu_hours", "example_trace_ids", "severity", "confidence"}
@@ -139,25 +139,24 @@ def _tables_ready(store: Store, rule: Rule) -> str | None:
 
 def run_rule(store: Store, rule: Rule, params: dict[str, Any], window_days: float | None) -> list[Finding]:
     used = {k: v for k, v in params.items() if f"${k}" in rule.sql}
-    # Rules only read: run them inside a transaction that is always rolled back.
-    store.con.execute("BEGIN TRANSACTION")
     try:
-        cur = store.con.execute(rule.sql, used)
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-    finally:
-        store.con.execute("ROLLBACK")
+        # In the sandbox: a rule file can come from a pull request's config, so it reads the store
+        # and nothing else, and never writes.
+        columns, rows = store.select(rule.sql, used, what=f"rule {rule.id} ({rule.path})")
+    except SqlRefused as exc:
+        raise RuleError(str(exc)) from None
     findings = []
     for row in rows:
         values = dict(zip(columns, row))
         scope = Scope(**{k: as_utc(values.get(k)) for k in _SCOPE})
         evidence = {k: _json_safe(v) for k, v in values.items() if k not in _SPECIAL}
-        usd = values.get("waste_usd")
-        usd = None if usd is None or (isinstance(usd, float) and math.isnan(usd)) else round(float(usd), 2)
+        raw_usd = values.get("waste_usd")
+        raw_usd = None if raw_usd is None or (isinstance(raw_usd, float) and math.isnan(raw_usd)) else float(raw_usd)
+        usd = round(raw_usd, 2) if raw_usd is not None else None
         tokens = values.get("waste_tokens")
         gpu_hours = values.get("waste_gpu_hours")
-        if window_days and usd is not None:
-            per_month = round(usd * DAYS_PER_MONTH / window_days, 2)
+        if window_days and raw_usd is not None:
+            per_month = round(raw_usd * DAYS_PER_MONTH / window_days, 2)  # from the unrounded figure
             extrapolation = f"linear: {window_days:.1f} days observed, scaled to {DAYS_PER_MONTH:.0f} days"
         else:
             per_month, extrapolation = None, "not extrapolated: no priced waste or no time window"
@@ -213,26 +212,29 @@ def duplicate_fingerprints(findings: list[Finding]) -> str | None:
 def run_rules(store: Store, rules: list[Rule], overrides: dict[str, dict[str, Any]] | None = None,
               only: set[str] | None = None) -> RunResult:
     result = RunResult(window_days=observed_window_days(store))
-    for rule in rules:
-        if only and rule.id not in only:
-            continue
-        why_not = _tables_ready(store, rule)
-        if why_not:
-            result.skipped[rule.id] = why_not
-            continue
-        params = rule.bound_params((overrides or {}).get(rule.id))
-        try:
-            findings = run_rule(store, rule, params, result.window_days)
-        except Exception as exc:  # noqa: BLE001 - a broken (user) rule must not stop the audit
-            result.errors[rule.id] = f"{type(exc).__name__}: {exc}"
-            continue
-        # Two rows of one rule with one fingerprint would be one finding in baselines and replay:
-        # keeping either would hide the other, so the rule's output is an error, not findings.
-        # (Rules never share fingerprints: the rule id is part of each.)
-        duplicate = duplicate_fingerprints(findings)
-        if duplicate:
-            result.errors[rule.id] = duplicate
-            continue
-        result.findings.extend(findings)
+    with store.sandboxed():
+        for rule in rules:
+            if only and rule.id not in only:
+                continue
+            why_not = _tables_ready(store, rule)
+            if why_not:
+                result.skipped[rule.id] = why_not
+                continue
+            params = rule.bound_params((overrides or {}).get(rule.id))
+            try:
+                findings = run_rule(store, rule, params, result.window_days)
+            except RuleError:
+                raise  # refused by the sandbox: an attempt to leave the store stops the audit
+            except Exception as exc:  # noqa: BLE001 - a broken (user) rule must not stop the audit
+                result.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+                continue
+            # Two rows of one rule with one fingerprint would be one finding in baselines and replay:
+            # keeping either would hide the other, so the rule's output is an error, not findings.
+            # (Rules never share fingerprints: the rule id is part of each.)
+            duplicate = duplicate_fingerprints(findings)
+            if duplicate:
+                result.errors[rule.id] = duplicate
+                continue
+            result.findings.extend(findings)
     result.findings = sort_findings(result.findings)
     return result

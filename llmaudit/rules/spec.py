@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from llmaudit.findings.model import Category, Severity
+from llmaudit.store import SqlRefused, check_select
 from llmaudit.yamlfile import load_yaml
 
 
@@ -83,9 +84,10 @@ class Rule(BaseModel):
     @field_validator("sql")
     @classmethod
     def _one_select(cls, sql: str) -> str:
-        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-        if head not in ("SELECT", "WITH", "FROM"):
-            raise ValueError("must be a single SELECT (or WITH ... SELECT) query")
+        try:
+            check_select(sql, "sql")
+        except SqlRefused as exc:
+            raise ValueError(str(exc).removeprefix("sql: ")) from None
         return sql
 
     @model_validator(mode="after")

@@ -1,3 +1,3 @@
-from llmaudit.store.store import Store, StoreError
+from llmaudit.store.store import SqlRefused, Store, StoreError, check_select
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["SqlRefused", "Store", "StoreError", "check_select"]

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS replay_runs (
     PRIMARY KEY (replay_id, run_index)
 );
 
+-- ok, or "failed: why" (fewer successes than --min-success, token counts the server did not confirm, an
+-- unreachable server), or "interrupted: left out". Only a replay whose runs are all ok is a measurement.
+ALTER TABLE replay_runs ADD COLUMN IF NOT EXISTS status VARCHAR;
+
 -- Per-request measurements of each run.
 CREATE TABLE IF NOT EXISTS replay_requests (
     replay_id         VARCHAR NOT NULL,
@@ -63,7 +67,8 @@ CREATE TABLE IF NOT EXISTS replay_requests (
     error             VARCHAR
 );
 
--- The measured saving of a replayed finding: what `measured` in the report shows.
+-- The measured saving of a replayed finding: what `measured` in the report shows. Written only for a
+-- replay that is a measurement.
 CREATE TABLE IF NOT EXISTS replay_savings (
     replay_id   VARCHAR PRIMARY KEY,
     finding     VARCHAR,

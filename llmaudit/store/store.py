@@ -17,33 +17,98 @@ import duckdb
 SCHEMA_VERSION = "2"  # 2: resources stored once (spans.resource_id), not per span
 _SCHEMA_DIR = Path(__file__).resolve().parent
 
+# Untrusted SQL (rule files from a config a pull request can change, `llmaudit query`) runs on a
+# connection that cannot reach anything but the store: no file, network or extension access, and
+# settings locked so a query cannot turn that back on.
+SANDBOX_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
 
 class StoreError(Exception):
     pass
 
 
+class SqlRefused(StoreError):
+    """SQL that the sandbox does not run: not exactly one SELECT, or it reached outside the store."""
+
+
+def check_select(sql: str, what: str) -> None:
+    """Exactly one SELECT statement (WITH ... SELECT, FROM ..., DESCRIBE and SHOW parse as SELECT too),
+    checked by DuckDB's own parser rather than by the first keyword."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SqlRefused(f"{what}: not valid SQL: {exc}") from None
+    if len(statements) != 1:
+        raise SqlRefused(f"{what}: exactly one SQL statement is allowed, found {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise SqlRefused(f"{what}: only a SELECT (or WITH ... SELECT) query is allowed, not {kind.name}")
+
+
 class Store:
     """A DuckDB database holding everything llmaudit knows about one audit."""
 
-    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False, sandbox: bool = False):
+        """sandbox: read-only, and nothing outside the store can be reached (see SANDBOX_CONFIG)."""
         self._tmpdir = None
         if path is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="llmaudit-")
             path = Path(self._tmpdir.name) / "store.duckdb"
         self.path = Path(path)
+        self.read_only = read_only or sandbox
+        self.sandbox = sandbox
+        self._connect(self.read_only, sandbox)
+        if not self.read_only:
+            self._apply_schema()
+
+    def _connect(self, read_only: bool, sandbox: bool) -> None:
         config = {
             # Bounded memory: DuckDB spills to disk beyond this instead of growing with the input.
             "memory_limit": os.environ.get("LLMAUDIT_MEMORY_LIMIT", "1GB"),
             # Row order inside tables carries no meaning here (every reader sorts), and keeping it
             # costs memory on large inserts.
             "preserve_insertion_order": False,
+            **(SANDBOX_CONFIG if sandbox else {}),
         }
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-        if not read_only:
-            self._apply_schema()
+
+    @contextmanager
+    def sandboxed(self) -> Iterator["Store"]:
+        """The store reopened as a sandbox (read-only, no access outside it) for untrusted SQL, then
+        reopened as it was. DuckDB settings are per database, and a database opened for writing cannot
+        be made read-only, hence the reopen."""
+        if self.sandbox:
+            yield self
+            return
+        self.con.close()
+        self._connect(read_only=True, sandbox=True)
+        self.sandbox = True
+        try:
+            yield self
+        finally:
+            self.con.close()
+            self.sandbox = False
+            self._connect(self.read_only, sandbox=False)
+
+    def select(self, sql: str, params: dict | list | None = None, *, what: str = "query"):
+        """Run one untrusted SELECT in the sandbox: (column names, rows). Anything else, or a query that
+        reaches for a file, the network or an extension, raises SqlRefused; other SQL errors raise
+        duckdb.Error."""
+        check_select(sql, what)
+        with self.sandboxed():
+            try:
+                cur = self.con.execute(sql, params or [])
+                return [d[0] for d in cur.description or []], cur.fetchall()
+            except duckdb.PermissionException as exc:
+                raise SqlRefused(f"{what}: refused: {exc}") from None
 
     def _apply_schema(self) -> None:
         with self.transaction():
