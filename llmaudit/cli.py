@@ -306,14 +306,14 @@ def rules_list(
     rule_dirs: list[Path] = RulesOption,
     config: Optional[Path] = ConfigOption,
 ):
-    """The rules, with category and default severity."""
+    """The rules, with category and severity (the default, and when a finding gets another)."""
     from rich.table import Table
 
     table = Table(show_edge=False)
     for col in ("id", "name", "category", "severity", "needs", "title"):
         table.add_column(col)
     for r in _load_rules(rule_dirs, config):
-        table.add_row(r.id, r.name, r.category, r.severity, ", ".join(r.requires), r.title)
+        table.add_row(r.id, r.name, r.category, r.severity_text(), ", ".join(r.requires), r.title)
     out.print(table)
 
 
@@ -333,7 +333,8 @@ def rules_show(
     params = "\n".join(f"- `{k}` = `{p.default}`: {p.doc}" for k, p in rule.params.items()) or "none"
     refs = "\n".join(f"- {r}" for r in rule.references) or "none"
     text = (
-        f"# {rule.id} {rule.name}\n\n**{rule.title}**  \ncategory `{rule.category}`, severity `{rule.severity}`, "
+        f"# {rule.id} {rule.name}\n\n**{rule.title}**  \ncategory `{rule.category}`, severity `{rule.severity}`"
+        f"{'; ' + rule.severity_when if rule.severity_when else ''}, "
         f"needs {', '.join(rule.requires)}\n\n## Why\n{rule.summary}\n\n## Saving\n{rule.saving}\n\n"
         f"## Fix\n{rule.remediation}\n\n## Parameters\n{params}\n\n## References\n{refs}\n\n"
         f"## SQL\n```sql\n{rule.sql.strip()}\n```\n\nFile: {rule.path}"

@@ -279,12 +279,14 @@ def test_llma002_captured_prompts_and_parallel_batches(tmp_path):
 # -- LLMA004 retry-storm --------------------------------------------------------------------------------
 
 
-def _window(tag: str, n: int, retried: int, error: str = "timeout", start_ms: int = 0, model: str = "gpt-4o") -> list[Trace]:
-    """n requests 7 s apart (inside one 10-minute window); the first `retried` fail once and are retried."""
+def _window(tag: str, n: int, retried: int, error: str = "timeout", start_ms: int = 0, model: str = "gpt-4o",
+            every: int = 1) -> list[Trace]:
+    """n requests 7 s apart (inside one 10-minute window); the first `retried` requests of every
+    `every`-th one fail once and are retried."""
     out = []
     for i in range(n):
         t = request(f"r4-{tag}-{i}", "chat-api", "/v1/chat", start_ms + i * 7_000, duration_ms=6_000)
-        if i < retried:
+        if i % every == 0 and i // every < retried:
             t.llm(model, 1200, None, at_ms=10, duration_ms=2_000, error=error)
             t.llm(model, 1200, 150, at_ms=2_100, duration_ms=1_500)
         else:
@@ -294,25 +296,30 @@ def _window(tag: str, n: int, retried: int, error: str = "timeout", start_ms: in
 
 
 def test_llma004_ten_retries_in_fifty_calls_is_a_storm(tmp_path):
-    """40 requests, 10 time out once: 50 calls, 10 retries, ratio 0.2, both thresholds met exactly.
-    Waste: 10 failed attempts x 1,200 input tokens = 12,000 tokens, $0.03."""
-    findings = audit(tmp_path, _window("a", 40, 10), "LLMA004")
+    """41 requests, every 4th of the first 40 times out once. The window opening at the first retry
+    holds 40 first attempts and 10 retries: 50 calls, ratio 0.2, both thresholds met exactly. The
+    storm runs from the first failed attempt to the last retry (requests 0..36): 47 calls. Waste: 10
+    failed attempts x 1,200 input tokens = 12,000 tokens, $0.03."""
+    findings = audit(tmp_path, _window("a", 41, 10, every=4), "LLMA004")
     assert len(findings) == 1
     f = findings[0]
     ev = f.evidence
-    assert (ev["calls"], ev["retries"], ev["retry_ratio"], ev["storm_windows"], ev["duration_minutes"]) == (50, 10, 0.2, 1, 10)
+    assert (ev["calls"], ev["retries"], ev["retry_ratio"], ev["duration_minutes"]) == (47, 10, round(10 / 47, 4), 4)
+    assert (ev["peak_window_retries"], ev["peak_retry_ratio"]) == (10, 0.2)
     assert (ev["resent_failed_attempts"], ev["billed_failed_attempts"], ev["retries_after_timeout"]) == (10, 10, 10)
     assert ev["final_failures"] == 0
-    assert ev["storm_start"] == "2025-11-09 00:00" and ev["load_amplification"] == 1.25
-    assert str(f.scope.window_start) == "2025-11-09 00:00:00+00:00" and str(f.scope.window_end) == "2025-11-09 00:10:00+00:00"
+    assert ev["storm_start"] == "2025-11-09 00:00" and ev["load_amplification"] == round(47 / 37, 2)
+    # From the first failed attempt (10 ms) to the end of the last retry (36 x 7 s + 2.1 s + 1.5 s).
+    assert str(f.scope.window_start) == "2025-11-09 00:00:00.010000+00:00"
+    assert str(f.scope.window_end) == "2025-11-09 00:04:15.600000+00:00"
     assert f.waste.tokens == 12_000
     assert f.waste.usd == pytest.approx(round(12_000 * 2.5 / 1e6, 2))
     assert f.severity == "medium"
 
-    # 9 retries in 45 calls: under min_retries.
-    assert audit(tmp_path / "b", _window("a", 36, 9), "LLMA004") == []
-    # 10 retries in 51 calls: under min_retry_ratio.
-    assert audit(tmp_path / "c", _window("a", 41, 10), "LLMA004") == []
+    # 9 retries, 36 requests: under min_retries.
+    assert audit(tmp_path / "b", _window("a", 36, 9, every=4), "LLMA004") == []
+    # 10 retries and 42 requests: every window holds at least 51 calls, under min_retry_ratio.
+    assert audit(tmp_path / "c", _window("a", 42, 10, every=4), "LLMA004") == []
 
 
 def test_llma004_rate_limit_storm_costs_nothing_and_storms_have_their_own_fingerprint(tmp_path):
@@ -327,6 +334,51 @@ def test_llma004_rate_limit_storm_costs_nothing_and_storms_have_their_own_finger
         assert f.waste.tokens == 0 and f.waste.usd == 0.0
         assert f.severity == "high"
     assert sorted(f.evidence["storm_start"] for f in findings) == ["2025-11-09 00:00", "2025-11-09 01:00"]
+
+
+def test_llma004_storms_in_one_hour_and_a_lull_inside_one(tmp_path):
+    """Bursts of 20 retried requests (2 min 13 s each). 20 minutes apart, in one hour: two findings with
+    their own fingerprints. 8 minutes apart: one storm (a window spanning both is stormy). 14 minutes
+    apart (11.8 minutes between retries): two storms, one with max_gap_minutes above that lull."""
+    apart = _window("a", 20, 20) + _window("b", 20, 20, start_ms=20 * 60_000)
+    findings = audit(tmp_path, apart, "LLMA004")
+    assert sorted(f.evidence["storm_start"] for f in findings) == ["2025-11-09 00:00", "2025-11-09 00:20"]
+    assert len({f.fingerprint for f in findings}) == 2
+
+    near = _window("a", 20, 20) + _window("b", 20, 20, start_ms=8 * 60_000)
+    (f,) = audit(tmp_path / "b", near, "LLMA004")
+    assert (f.evidence["retries"], f.evidence["calls"], f.evidence["storm_start"]) == (40, 80, "2025-11-09 00:00")
+    # From the first failed attempt (10 ms) to the second burst's last retry (8 min + 19 x 7 s + 2.1 s).
+    assert f.evidence["duration_minutes"] == round((8 * 60 + 19 * 7 + 2.1 - 0.01) / 60)
+
+    lull = _window("a", 20, 20) + _window("b", 20, 20, start_ms=14 * 60_000)
+    assert len(audit(tmp_path / "c", lull, "LLMA004")) == 2
+    (f,) = audit(tmp_path / "d", lull, "LLMA004", max_gap_minutes=12)
+    assert (f.evidence["retries"], f.evidence["calls"]) == (40, 80)
+
+
+def test_llma004_storm_edges_in_busy_traffic(tmp_path):
+    """30 requests a minute for an hour, 1 in 20 retried all along (5%, never a storm); from minute 25
+    to 35, 3 in 5 are retried. One storm, and its edges are within a minute of the truth even though a
+    10-minute window opening well before the storm is already stormy."""
+    traces = []
+    for i in range(1800):
+        at = i * 2_000
+        t = request(f"r4-busy-{i}", "chat-api", "/v1/chat", at, duration_ms=1_900)
+        if (25 * 60_000 <= at < 35 * 60_000 and i % 5 < 3) or i % 20 == 7:
+            t.llm("gpt-4o", 1200, None, at_ms=10, duration_ms=500, error="timeout")
+            t.llm("gpt-4o", 1200, 150, at_ms=600, duration_ms=800)
+        else:
+            t.llm("gpt-4o", 1200, 150, at_ms=10, duration_ms=800)
+        traces.append(t)
+    (f,) = audit(tmp_path, traces, "LLMA004")
+    start = (f.scope.window_start - f.scope.window_start.replace(hour=0, minute=0, second=0, microsecond=0))
+    end = (f.scope.window_end - f.scope.window_end.replace(hour=0, minute=0, second=0, microsecond=0))
+    assert 24 * 60 <= start.total_seconds() <= 25 * 60 + 2
+    assert 35 * 60 - 2 <= end.total_seconds() <= 36 * 60
+    storm_retries = sum(1 for i in range(750, 1050) if i % 5 < 3 or i % 20 == 7)
+    assert storm_retries <= f.evidence["retries"] <= storm_retries + 3  # at most a minute of baseline each side
+    assert f.severity == "medium"
 
 
 # -- LLMA007 duplicate-requests -------------------------------------------------------------------------

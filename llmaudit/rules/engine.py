@@ -195,6 +195,20 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
     )
 
 
+def duplicate_fingerprints(findings: list[Finding]) -> str | None:
+    """None when every finding has its own fingerprint, else the rule error that says which do not."""
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.fingerprint] = counts.get(f.fingerprint, 0) + 1
+    repeated = sorted(fp for fp, n in counts.items() if n > 1)
+    if not repeated:
+        return None
+    shown = ", ".join(f"{fp} ({counts[fp]} rows)" for fp in repeated[:3]) + (
+        f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
+    return (f"duplicate fingerprint: {shown} share service, feature, model, tenant and scope_key; the rule must "
+            f"put what distinguishes these rows in scope_key")
+
+
 def run_rules(store: Store, rules: list[Rule], overrides: dict[str, dict[str, Any]] | None = None,
               only: set[str] | None = None) -> RunResult:
     result = RunResult(window_days=observed_window_days(store))
@@ -208,14 +222,19 @@ def run_rules(store: Store, rules: list[Rule], overrides: dict[str, dict[str, An
                 continue
             params = rule.bound_params((overrides or {}).get(rule.id))
             try:
-                result.findings.extend(run_rule(store, rule, params, result.window_days))
+                findings = run_rule(store, rule, params, result.window_days)
             except RuleError:
                 raise  # refused by the sandbox: an attempt to leave the store stops the audit
             except Exception as exc:  # noqa: BLE001 - a broken (user) rule must not stop the audit
                 result.errors[rule.id] = f"{type(exc).__name__}: {exc}"
-    seen: dict[str, Finding] = {}
-    for f in result.findings:  # two rows with one fingerprint: keep the costlier
-        if f.fingerprint not in seen or (f.waste.usd or 0) > (seen[f.fingerprint].waste.usd or 0):
-            seen[f.fingerprint] = f
-    result.findings = sort_findings(list(seen.values()))
+                continue
+            # Two rows of one rule with one fingerprint would be one finding in baselines and replay:
+            # keeping either would hide the other, so the rule's output is an error, not findings.
+            # (Rules never share fingerprints: the rule id is part of each.)
+            duplicate = duplicate_fingerprints(findings)
+            if duplicate:
+                result.errors[rule.id] = duplicate
+                continue
+            result.findings.extend(findings)
+    result.findings = sort_findings(result.findings)
     return result

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from llmaudit.config import Settings
 from llmaudit.findings.model import Finding
-from llmaudit.rules.engine import observed_window_days, run_rule
+from llmaudit.rules.engine import run_rules
 from llmaudit.rules.spec import Expect, Rule, RuleTest
 from llmaudit.store import Store
 
@@ -53,6 +53,9 @@ def check(findings: list[Finding], expect: Expect) -> str | None:
 
 
 def run_test(rule: Rule, test: RuleTest) -> TestOutcome:
+    """One fixture through the path `analyze` takes (ingest, prepare, run_rules), so what the engine
+    does with a rule's rows (rule errors such as duplicate fingerprints, sorting, the observed window)
+    is what the fixture tests."""
     from llmaudit.audit import prepare
     from llmaudit.ingest.pipeline import Ingestor
     from llmaudit.ingest.sources import expand_paths
@@ -64,7 +67,13 @@ def run_test(rule: Rule, test: RuleTest) -> TestOutcome:
             bad = next(f for f in report.files if f.status in ("rejected", "unrecognized"))
             return TestOutcome(rule.id, test.name, test.kind, False, f"fixture {bad.path}: {bad.first_reject}")
         prepare(store, Settings())
-        findings = run_rule(store, rule, rule.bound_params(test.params), observed_window_days(store))
+        result = run_rules(store, [rule], {rule.id: dict(test.params)})
+    if rule.id in result.errors:
+        return TestOutcome(rule.id, test.name, test.kind, False, f"rule error: {result.errors[rule.id]}")
+    if rule.id in result.skipped:
+        # A rule that did not run finds nothing: that must not pass a negative test.
+        return TestOutcome(rule.id, test.name, test.kind, False, f"rule did not run: {result.skipped[rule.id]}")
+    findings = result.findings
     problem = check(findings, test.expect)
     detail = problem or f"{len(findings)} finding(s)" + (
         f", ${sum(f.waste.usd or 0 for f in findings):,.2f} waste" if findings else ""

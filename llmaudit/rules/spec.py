@@ -25,6 +25,9 @@ class RuleError(Exception):
     pass
 
 
+_SEVERITY_COLUMN = re.compile(r"\bAS\s+\"?severity\"?(?![A-Za-z0-9_])", re.IGNORECASE)
+
+
 class Param(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +65,10 @@ class Rule(BaseModel):
     title: str
     category: Category
     severity: Severity
+    severity_when: str | None = Field(
+        None, min_length=10,
+        description="when a finding's severity differs from `severity` (the sql returns a severity column): "
+                    "a short sentence, e.g. 'high when at least half the calls are retries'")
     confidence: Literal["low", "medium", "high"] = "medium"
     summary: str = Field(min_length=40, description="why this costs money: one paragraph")
     saving: str = Field(min_length=20, description="how the waste figure is computed")
@@ -92,7 +99,19 @@ class Rule(BaseModel):
         missing = used - set(self.params)
         if missing:
             raise ValueError(f"sql uses undeclared parameter(s): {', '.join(sorted(missing))}")
+        # A severity the SQL raises or lowers by a condition must be documented, or `rules list` and
+        # `rules show` would state the default as if it were the only one.
+        returns_severity = _SEVERITY_COLUMN.search(self.sql) is not None
+        if returns_severity and not self.severity_when:
+            raise ValueError("sql returns a severity column: say when it applies in severity_when "
+                             "(e.g. 'high when ...')")
+        if self.severity_when and not returns_severity:
+            raise ValueError("severity_when is set but the sql returns no severity column")
         return self
+
+    def severity_text(self) -> str:
+        """The default severity, and when a finding gets another: 'medium; high when ...'."""
+        return f"{self.severity}; {self.severity_when}" if self.severity_when else self.severity
 
     def bound_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         values = {k: p.default for k, p in self.params.items()}
