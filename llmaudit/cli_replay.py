@@ -527,7 +527,8 @@ def capacity_cmd(
     with _server(endpoint, launch, launch_timeout) as url:
         try:
             server = check_server(url, model)
-            (_, shapes), = fit([("capacity", shapes)], server.max_model_len, _fit_mode(fit_context))[0]
+            fitted, _notes, _scale = fit([("capacity", shapes)], server.max_model_len, _fit_mode(fit_context))
+            shapes = fitted[0][1]
         except PreflightError as exc:
             raise fail(str(exc))
         cfg = CapacityConfig(endpoint=url, model=server.model, slo_ttft_s=slo_ttft, slo_e2e_s=slo_e2e,

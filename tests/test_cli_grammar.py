@@ -182,6 +182,8 @@ def test_report_takes_quiet_and_any_case_of_fail_on(tmp_path):
     assert run("analyze", FIXTURES / "LLMA003" / "positive.jsonl", "--db", db, "-q").returncode == 0
     res = run("report", "--db", db, "-q", "--fail-on", "MEDIUM")
     assert res.returncode == 1, res.stderr
+    res = run("report", "--db", db, "-q", "-f", "JSON")  # choices are case-insensitive everywhere
+    assert res.returncode == 0 and json.loads(res.stdout)["findings"], res.stderr
     assert run("report", "--db", db, "-q", "--fail-on", "High").returncode == 0
     assert run("analyze", FIXTURES / "LLMA003" / "positive.jsonl", "-q", "--fail-on", "Medium").returncode == 1
 
@@ -288,12 +290,13 @@ def test_exit_codes_of_every_command(tmp_path):
     assert res.returncode == 1 and "failed" in res.stdout
 
 
-def test_ctrl_c_exits_130(tmp_path):
+@pytest.mark.parametrize("command", ["ingest", "analyze"])
+def test_ctrl_c_exits_130(tmp_path, command):
     src = tmp_path / "big.jsonl"
     f.write_jsonl(src, [f.request([s for _ in range(40) for s in f.simple_trace(n_llm=4)]) for _ in range(300)])
     err = tmp_path / "err.txt"
     with err.open("w") as fh:
-        proc = subprocess.Popen([*LLMAUDIT, "ingest", str(src), "--db", str(tmp_path / "s.duckdb")], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([*LLMAUDIT, command, str(src), "--db", str(tmp_path / "s.duckdb")], stdout=subprocess.DEVNULL,
                                 stderr=fh, start_new_session=True)
         # Interrupt once the store exists: the command is past its imports and working.
         deadline = time.monotonic() + 120
