@@ -60,8 +60,8 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
                show=None) -> IngestReport:
     """Ingest files with progress on stderr, then rebuild the derived tables. `show(report)` prints the
     summary: before the exit when --strict fails, so the summary still says what was stored."""
-    from llmaudit.ingest.formats import by_name
     from llmaudit.ingest.pipeline import Ingestor
+    from llmaudit.ingest.registry import by_name
     from llmaudit.ingest.sources import expand_paths
     from llmaudit.normalize.derive import derive
     from llmaudit.report.progress import ingest_progress

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmaudit.ingest.formats import detect
 from llmaudit.ingest.pipeline import Ingestor
+from llmaudit.ingest.registry import detect
 from llmaudit.ingest.sources import expand_paths
 from llmaudit.store import Store
 

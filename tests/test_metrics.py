@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from llmaudit.ingest import metrics
-from llmaudit.ingest.formats import ReadContext, detect
+from llmaudit.ingest.core import ReadContext
+from llmaudit.ingest.metrics import prom_text
 from llmaudit.ingest.pipeline import Ingestor
+from llmaudit.ingest.registry import detect
 from llmaudit.ingest.sources import Source, expand_paths
 from llmaudit.metrics_capacity import gpu_hours, serving_peak_concurrency
 from llmaudit.store import Store
@@ -224,7 +226,7 @@ def test_reader_streams_in_small_blocks_with_right_line_numbers(tmp_path):
     scrapes = 30
     bad = write_dcgm(path, scrapes, {2: "value", 25: "labels"})
     ctx = ReadContext(file_id=1, workers=1, pool=lambda: None, block_size=2048)
-    batches = list(metrics.read_prom_text(Source(path, True), ctx))
+    batches = list(prom_text.read_prom_text(Source(path, True), ctx))
     assert len(batches) > 20  # many blocks, each its own batch
     assert sum(b.rows.num_rows for b in batches if b.rows is not None) == scrapes * len(DCGM_FIELDS) * len(GPUS)
     assert sorted(r.line for b in batches for r in b.rejects) == sorted(bad)

@@ -16,8 +16,8 @@ from pathlib import Path
 import otlp_factory as f
 import pytest
 
-from llmaudit.ingest import otlp, otlp_fast
-from llmaudit.ingest.spans import SpanColumns
+from llmaudit.ingest.traces import otlp, otlp_fast
+from llmaudit.ingest.traces.spans import SpanColumns
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_traces"
 
@@ -155,7 +155,7 @@ def test_worker_pool_paths_store_what_the_inline_reader_stores(tmp_path):
     rejects, at the same line numbers and offsets, as parsing it inline in one process."""
     from llmaudit.ingest.pipeline import Ingestor
     from llmaudit.ingest.sources import expand_paths
-    from llmaudit.ingest.traces import PARALLEL_MIN_BYTES
+    from llmaudit.ingest.traces.otlp_jsonl import PARALLEL_MIN_BYTES
     from llmaudit.store import Store
 
     lines = []

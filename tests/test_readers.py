@@ -8,7 +8,7 @@ import json
 
 import otlp_factory as f
 
-from llmaudit.ingest.formats import detect
+from llmaudit.ingest.registry import detect
 
 
 def test_detection_by_content_not_name(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from conftest import REPO
-from llmaudit.ingest.spans import resource_id
+from llmaudit.ingest.traces.spans import resource_id
 from llmaudit.store import Store
 
 SUPPORT_BOT = REPO / "sample_traces" / "support-bot.otlp.jsonl.gz"

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from llmaudit.gc_pause import disable_gc_for_worker, paused_gc
-from llmaudit.ingest import formats as registry
-from llmaudit.ingest.formats import Format, ReadContext
+from llmaudit.ingest import registry
+from llmaudit.ingest.core import Format, ReadContext
 from llmaudit.ingest.sources import Source
+from llmaudit.ingest.traces import otlp_jsonl
 from llmaudit.store import Store
 
 
@@ -88,7 +89,9 @@ class Ingestor:
         if self._pool is None:
             # forkserver: workers never inherit the DuckDB connection or its threads.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["llmaudit.ingest.traces"])
+            # Preloaded: the module of the worker entry points, which the pool pickles by module path
+            # (named by the module object, since a preload name that does not import is skipped silently).
+            ctx.set_forkserver_preload([otlp_jsonl.__name__])
             _start_forkserver_safely()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=disable_gc_for_worker)
         return self._pool

@@ -125,7 +125,7 @@ class Store:
                              WHERE table_name = 'spans' AND column_name = 'resource_attributes'""")
         if not old:
             return
-        from llmaudit.ingest.spans import resource_id
+        from llmaudit.ingest.traces.spans import resource_id
 
         texts = [r[0] for r in self.con.execute(
             "SELECT DISTINCT resource_attributes FROM spans WHERE resource_attributes IS NOT NULL").fetchall()]

@@ -8,19 +8,23 @@ first, falling back to snake_case and older field names only when a field is mis
 from __future__ import annotations
 
 import base64
+import re
 from typing import Callable
 
 import orjson
 
-from llmaudit.ingest.spans import (
+from llmaudit.ingest.core import Reject
+from llmaudit.ingest.traces.spans import (
     SPAN_KINDS,
     STATUS_CODES,
     BadRecord,
-    Reject,
     SpanColumns,
     check_id,
     text_value,
 )
+
+# What makes a JSON text an OTLP trace export, in either spelling: the formats' sniffers look for it.
+RESOURCE_SPANS_KEY = re.compile(rb'"resource_?[sS]pans"\s*:')
 
 _LOWER_HEX = frozenset("0123456789abcdef")
 _is_hex = _LOWER_HEX.issuperset  # ids in canonical form pass here; the rest go the slow way
@@ -237,16 +241,18 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
     return seen
 
 
-# fast(raw, cols) -> spans: a typed decoder that appends a line's spans or raises otlp_fast.Unsupported.
+# fast(raw, cols) -> spans: a typed decoder that appends a line's spans or raises Unsupported.
 FastPath = Callable[[bytes, SpanColumns], int]
+
+
+class Unsupported(Exception):
+    """A fast path's answer for a line that is for the general reader (this module)."""
 
 
 def parse_lines(block: bytes, first_line: int, base_offset: int,
                 fast: FastPath | None = None) -> tuple[SpanColumns, list, int]:
     """Parse a block of JSON lines, each an ExportTraceServiceRequest. Lines go to `fast` first when
     given; what it hands back (and every line without it) is read here."""
-    from llmaudit.ingest.otlp_fast import Unsupported
-
     cols = SpanColumns()
     rejects: list = []
     seen = 0
@@ -278,8 +284,6 @@ def parse_lines(block: bytes, first_line: int, base_offset: int,
 
 def parse_document(data: bytes, fast: FastPath | None = None) -> tuple[SpanColumns, list, int]:
     """Parse one (possibly pretty-printed) ExportTraceServiceRequest."""
-    from llmaudit.ingest.otlp_fast import Unsupported
-
     cols = SpanColumns()
     rejects: list = []
     if fast is not None and data.strip():

@@ -1,4 +1,5 @@
-"""A columnar builder for span rows, shared by the OTLP, Jaeger and Zipkin readers.
+"""A columnar builder for span rows, shared by the OTLP, Jaeger and Zipkin readers, and the reader of a
+whole-document trace file.
 
 Readers append plain Python values to lists (the fastest thing Python can do per span) and the
 builder turns the lists into one Arrow record batch that DuckDB inserts in bulk.
@@ -7,12 +8,16 @@ builder turns the lists into one Arrow record batch that DuckDB inserts in bulk.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmaudit.ingest.core import Batch, ReadContext, Reject, short
+from llmaudit.ingest.sources import Source, read_all
+
+SPAN_KEY = ("trace_id", "span_id")  # a span stored once, whichever file holds it again
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 
@@ -40,17 +45,6 @@ SPAN_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class Reject:
-    line: int | None
-    byte_offset: int | None
-    record: str | None
-    reason: str
-
-    def as_tuple(self):
-        return (self.line, self.byte_offset, self.record, self.reason)
-
-
 class BadRecord(ValueError):
     """A record that cannot be stored; the message says why."""
 
@@ -61,16 +55,11 @@ _HEX = frozenset("0123456789abcdef")
 def check_id(value, length: int, what: str) -> str:
     """A trace/span id as lowercase hex of the given length."""
     if type(value) is not str or len(value) != length:
-        raise BadRecord(f"{what} must be {length} hex digits, got {_short(value)}")
+        raise BadRecord(f"{what} must be {length} hex digits, got {short(value)}")
     value = value.lower()
     if not _HEX.issuperset(value):
-        raise BadRecord(f"{what} must be {length} hex digits, got {_short(value)}")
+        raise BadRecord(f"{what} must be {length} hex digits, got {short(value)}")
     return value
-
-
-def _short(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def text_value(value) -> str | None:
@@ -178,3 +167,16 @@ class SpanColumns:
             ],
             schema=SPAN_SCHEMA,
         )
+
+
+def read_document(parse: Callable[[bytes], tuple[SpanColumns, list, int]]):
+    """A reader for a format whose file is one document: parse(whole content) -> (columns, rejects, spans)."""
+
+    def read(source: Source, ctx: ReadContext) -> Iterator[Batch]:
+        data, error = read_all(source)
+        cols, rejects, seen = parse(data)
+        if error:
+            rejects.append(Reject(None, len(data), None, error))
+        yield Batch(cols.to_arrow(ctx.file_id), rejects, seen, len(data), {"resources": cols.resources()})
+
+    return read

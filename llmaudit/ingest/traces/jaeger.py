@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from llmaudit.ingest.spans import BadRecord, Reject, SpanColumns, check_id, text_value
+from llmaudit.ingest.core import Format, Reject
+from llmaudit.ingest.traces.spans import SPAN_KEY, BadRecord, SpanColumns, check_id, read_document, text_value
 
 # Jaeger keeps the OTLP kind and status in tags (set by the OTLP receiver / SDK exporters).
 _KIND_TAG = {"client": "client", "server": "server", "producer": "producer", "consumer": "consumer", "internal": "internal"}
@@ -44,6 +45,11 @@ def _span_id(value, what: str) -> str:
     if type(value) is str and 0 < len(value) < 16:
         value = value.rjust(16, "0")
     return check_id(value, 16, what)
+
+
+def sniff_jaeger(head: bytes, name: str) -> bool:
+    h = head.lstrip()
+    return h.startswith(b"{") and b'"traceID"' in h and b'"data"' in h
 
 
 def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
@@ -133,3 +139,6 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
             cols.resource_ids.append(cols.resource_index(res_json))
             cols.events.append(events)
     return cols, rejects, seen
+
+
+FORMAT = Format("jaeger-json", "traces", "spans", SPAN_KEY, sniff_jaeger, read_document(parse_document))

@@ -1,4 +1,6 @@
-"""The registry of input formats. Each reader module lists its formats; detection tries them in order."""
+"""What every reader shares: the Format it is registered as, the Batch it yields, the ReadContext it is
+given and the Reject it records. Readers import this module; it imports none of them (the list of
+formats is llmaudit.ingest.registry)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,20 @@ import pyarrow as pa
 
 
 @dataclass
+class Reject:
+    line: int | None
+    byte_offset: int | None
+    record: str | None
+    reason: str
+
+    def as_tuple(self):
+        return (self.line, self.byte_offset, self.record, self.reason)
+
+
+@dataclass
 class Batch:
     rows: pa.RecordBatch | pa.Table | None  # columns named as in the destination table
-    rejects: list                          # llmaudit.ingest.spans.Reject
+    rejects: list[Reject]
     records: int                           # records seen (stored, duplicate or rejected)
     bytes_done: int                        # decompressed bytes consumed so far, for progress
     # Rows for other tables that the main rows refer to (e.g. the resources of spans), by table; a
@@ -39,23 +52,7 @@ class Format:
     parallel_from: int | None = None      # files at least this large are parsed by worker processes
 
 
-def all_formats() -> list[Format]:
-    """Every reader's formats, most specific first (detection takes the first that claims a file)."""
-    from llmaudit.ingest import billing, metrics, traces
-
-    return [*traces.FORMATS, *billing.FORMATS, *metrics.FORMATS]
-
-
-def by_name(name: str) -> Format:
-    for fmt in all_formats():
-        if fmt.name == name:
-            return fmt
-    known = ", ".join(f.name for f in all_formats())
-    raise KeyError(f"unknown format {name!r}; known formats: {known}")
-
-
-def detect(head: bytes, name: str) -> Format | None:
-    for fmt in all_formats():
-        if fmt.sniff(head, name):
-            return fmt
-    return None
+def short(value, limit: int = 40) -> str:
+    """A value as quoted in a reject's reason: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

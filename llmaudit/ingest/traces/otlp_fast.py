@@ -15,8 +15,8 @@ import msgspec
 import orjson
 from msgspec import UNSET, UnsetType
 
-from llmaudit.ingest.otlp import _attr_text, _events
-from llmaudit.ingest.spans import SPAN_KINDS, STATUS_CODES, SpanColumns
+from llmaudit.ingest.traces.otlp import Unsupported, _attr_text, _events
+from llmaudit.ingest.traces.spans import SPAN_KINDS, STATUS_CODES, SpanColumns
 
 _HEX = frozenset("0123456789abcdef").issuperset
 
@@ -99,10 +99,6 @@ class ExportTraceServiceRequest(_Strict):
 
 _decode = msgspec.json.Decoder(ExportTraceServiceRequest).decode
 _RAW_FIELDS = ("arrayValue", "kvlistValue")
-
-
-class Unsupported(Exception):
-    """This line is for the general reader."""
 
 
 def _other_text(v: AnyValue) -> str | None:

@@ -1,52 +1,28 @@
-"""Trace formats: how each is recognised and read into span batches."""
+"""otlp-jsonl: one ExportTraceServiceRequest per line (the Collector's file exporter). A large file is
+parsed in blocks of lines by worker processes (parse_jsonl_block, parse_jsonl_range: the pool calls
+them by this module's path), a small one inline; batches come back in file order either way."""
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from functools import partial
 from typing import Iterator
 
 import pyarrow as pa
 
-from llmaudit.ingest import jaeger, otlp, otlp_fast, zipkin
-from llmaudit.ingest.formats import Batch, Format, ReadContext
-from llmaudit.ingest.sources import (
-    Source,
-    iter_line_blocks,
-    iter_line_ranges,
-    read_all,
-    read_range,
-)
-from llmaudit.ingest.spans import Reject
+from llmaudit.ingest.core import Batch, Format, ReadContext, Reject
+from llmaudit.ingest.sources import Source, iter_line_blocks, iter_line_ranges, read_range
+from llmaudit.ingest.traces.otlp import RESOURCE_SPANS_KEY, parse_lines
+from llmaudit.ingest.traces.otlp_fast import add_line
+from llmaudit.ingest.traces.spans import SPAN_KEY
 
 # Files at least this large (decompressed estimate) are parsed by worker processes.
 PARALLEL_MIN_BYTES = 16 << 20
-_RESOURCE_SPANS = re.compile(rb'"resource_?[sS]pans"\s*:')
-
-
-def _first_line(head: bytes) -> bytes:
-    cut = head.find(b"\n")
-    return head if cut < 0 else head[:cut]
 
 
 def sniff_otlp_jsonl(head: bytes, name: str) -> bool:
-    line = _first_line(head).strip()
-    return line.startswith(b"{") and bool(_RESOURCE_SPANS.search(line))
-
-
-def sniff_otlp_json(head: bytes, name: str) -> bool:
-    return head.lstrip().startswith(b"{") and bool(_RESOURCE_SPANS.search(head))
-
-
-def sniff_jaeger(head: bytes, name: str) -> bool:
-    h = head.lstrip()
-    return h.startswith(b"{") and b'"traceID"' in h and b'"data"' in h
-
-
-def sniff_zipkin(head: bytes, name: str) -> bool:
-    h = head.lstrip()
-    return h.startswith(b"[") and b'"traceId"' in h and (b'"id"' in h or b'"localEndpoint"' in h)
+    cut = head.find(b"\n")
+    line = (head if cut < 0 else head[:cut]).strip()
+    return line.startswith(b"{") and bool(RESOURCE_SPANS_KEY.search(line))
 
 
 def parse_jsonl_block(parts: list[bytes], offset: int, file_id: int):
@@ -64,7 +40,7 @@ def parse_jsonl_range(path: str, offset: int, length: int, file_id: int):
 
 
 def _parse_block(block: bytes, offset: int, file_id: int):
-    cols, rejects, seen = otlp.parse_lines(block, 1, offset, fast=otlp_fast.add_line)
+    cols, rejects, seen = parse_lines(block, 1, offset, fast=add_line)
     return cols.to_arrow(file_id), cols.resources(), rejects, seen, block.count(b"\n")
 
 
@@ -126,22 +102,4 @@ def _worker_calls(source: Source, ctx: ReadContext):
         yield (parse_jsonl_block, parts, offset, ctx.file_id), offset, offset + sum(map(len, parts)), error
 
 
-def _read_document(parse):
-    def read(source: Source, ctx: ReadContext) -> Iterator[Batch]:
-        data, error = read_all(source)
-        cols, rejects, seen = parse(data)
-        if error:
-            rejects.append(Reject(None, len(data), None, error))
-        yield Batch(cols.to_arrow(ctx.file_id), rejects, seen, len(data), {"resources": cols.resources()})
-
-    return read
-
-
-SPAN_KEY = ("trace_id", "span_id")
-
-FORMATS = [
-    Format("otlp-jsonl", "traces", "spans", SPAN_KEY, sniff_otlp_jsonl, read_otlp_jsonl, PARALLEL_MIN_BYTES),
-    Format("otlp-json", "traces", "spans", SPAN_KEY, sniff_otlp_json, _read_document(partial(otlp.parse_document, fast=otlp_fast.add_line))),
-    Format("jaeger-json", "traces", "spans", SPAN_KEY, sniff_jaeger, _read_document(jaeger.parse_document)),
-    Format("zipkin-json", "traces", "spans", SPAN_KEY, sniff_zipkin, _read_document(zipkin.parse_document)),
-]
+FORMAT = Format("otlp-jsonl", "traces", "spans", SPAN_KEY, sniff_otlp_jsonl, read_otlp_jsonl, PARALLEL_MIN_BYTES)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import orjson
 
-from llmaudit.ingest.spans import BadRecord, Reject, SpanColumns, check_id
+from llmaudit.ingest.core import Format, Reject
+from llmaudit.ingest.traces.spans import SPAN_KEY, BadRecord, SpanColumns, check_id, read_document
 
 _KINDS = {"CLIENT": "client", "SERVER": "server", "PRODUCER": "producer", "CONSUMER": "consumer"}
+
+
+def sniff_zipkin(head: bytes, name: str) -> bool:
+    h = head.lstrip()
+    return h.startswith(b"[") and b'"traceId"' in h and (b'"id"' in h or b'"localEndpoint"' in h)
 
 
 def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
@@ -70,3 +76,6 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
         cols.resource_ids.append(cols.resource_index(res_cache[service]))
         cols.events.append(events)
     return cols, rejects, len(doc)
+
+
+FORMAT = Format("zipkin-json", "traces", "spans", SPAN_KEY, sniff_zipkin, read_document(parse_document))

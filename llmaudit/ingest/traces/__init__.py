@@ -1,0 +1,6 @@
+"""Trace formats, read into spans (and the resources they point to)."""
+
+from llmaudit.ingest.traces import jaeger, otlp_json, otlp_jsonl, zipkin
+
+# Most specific first: a one-line OTLP document is otlp-jsonl, not otlp-json.
+FORMATS = [otlp_jsonl.FORMAT, otlp_json.FORMAT, jaeger.FORMAT, zipkin.FORMAT]
