@@ -21,8 +21,18 @@ class BadRow(ValueError):
     """A source row that cannot be stored; the message names the field and the value."""
 
 
+# How tabular exports write a null besides an empty cell: FOCUS-Sample-Data writes an unquoted NULL,
+# the FOCUS specification's scenario files write null. No billing field means the word itself.
+NULL_TEXTS = frozenset({"NULL", "null", "Null"})
+
+
 def blank(value) -> bool:
     return value is None or value == "" or (type(value) is str and not value.strip())
+
+
+def nulls_to_none(values: list) -> list:
+    """A row's cells with the null spellings (NULL_TEXTS) as None, for every column alike."""
+    return [None if type(v) is str and v in NULL_TEXTS else v for v in values]
 
 
 def as_text(value, field: str):
@@ -60,6 +70,11 @@ def as_number(value, field: str):
 
 _UNIX_SECONDS = re.compile(r"\d{9,11}(\.\d+)?")
 
+# Dates that are not ISO 8601, as spreadsheets re-save exports (FOCUS_Spec's saas_spend_agreements files
+# write 4/1/25). Month first: the order US-locale spreadsheets write, and the only one seen in exports.
+DATE_FORMATS = ("%m/%d/%y", "%m/%d/%Y", "%m/%d/%y %H:%M", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
+                "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S")
+
 
 @lru_cache(maxsize=8192)
 def _time_from_text(text: str) -> datetime | None:
@@ -70,6 +85,11 @@ def _time_from_text(text: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.replace(" UTC", "Z"))
     except ValueError:
+        for fmt in DATE_FORMATS:
+            try:
+                return datetime.strptime(text, fmt)
+            except ValueError:
+                continue
         return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
