@@ -143,7 +143,9 @@ def _r(value, digits: int = 2):
 
 
 def _money_text(amount: float, currency: str) -> str:
-    return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
+    if currency == "USD":
+        return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"  # a credit: -$4.80, not $-4.80
+    return f"{amount:,.2f} {currency}"
 
 
 def _trace_days(store: Store) -> tuple | None:
@@ -155,75 +157,109 @@ def _trace_days(store: Store) -> tuple | None:
 
 
 def _billing_sections(store: Store, headline: dict, extras: dict) -> None:
-    """Billed spend over the traced days, by kind and currency, and the reconciliation of model spend."""
+    """Billed spend over the traced days, by kind and currency, and the reconciliation of model spend.
+
+    Amounts are amortized (view billing_spend): usage drawn from a prepaid commitment counts at its
+    effective cost, so the commitment's purchase is listed apart, whole, and never spread into usage."""
     q = store.con.execute
     if not store.table_exists("billing") or not q("SELECT count(*) FROM billing").fetchone()[0]:
         return
+    if not store.table_exists("billing_spend"):
+        return  # made with the reconciliation, when the store is derived
     days = _trace_days(store)
     # Charges are prorated to the traced days (a monthly charge counts for its share of them); with no
     # traces the whole export counts. Currencies are kept apart, never converted.
     start, end = (days[0], days[1]) if days else (None, None)
-    rows = q("""
+    overlap = """CASE WHEN $start IS NULL THEN 1.0
+                      WHEN charge_period_end IS NULL OR charge_period_end <= charge_period_start
+                          THEN CASE WHEN CAST(charge_period_start AS DATE) BETWEEN $start AND $end THEN 1.0 ELSE 0.0 END
+                      ELSE greatest(0, epoch(least(charge_period_end, CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
+                                             - greatest(charge_period_start, CAST($start AS TIMESTAMP))))
+                           / epoch(charge_period_end - charge_period_start) END"""
+    rows = q(f"""
         WITH b AS (
-            SELECT *,
-                   (model IS NOT NULL OR token_type IS NOT NULL OR service_category = 'AI and Machine Learning') AS llm,
-                   CASE WHEN $start IS NULL THEN 1.0
-                        WHEN charge_period_end IS NULL OR charge_period_end <= charge_period_start
-                            THEN CASE WHEN CAST(charge_period_start AS DATE) BETWEEN $start AND $end THEN 1.0 ELSE 0.0 END
-                        ELSE greatest(0, epoch(least(charge_period_end, CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
-                                               - greatest(charge_period_start, CAST($start AS TIMESTAMP))))
-                             / epoch(charge_period_end - charge_period_start) END AS share
-            FROM billing WHERE billed_cost IS NOT NULL AND charge_period_start IS NOT NULL
+            SELECT *, {overlap} AS share
+            FROM billing_spend
+            WHERE charge_kind <> 'purchase' AND amortized_cost IS NOT NULL AND charge_period_start IS NOT NULL
         )
-        SELECT currency, llm, coalesce(service_category, '(none)'), provider, sum(billed_cost * share)
+        SELECT currency, model_api AND charge_kind = 'usage' AS llm, charge_kind, coalesce(service_category, '(none)'),
+               provider, sum(amortized_cost * share)
         FROM b WHERE share > 0
-        GROUP BY ALL ORDER BY currency NULLS LAST, llm DESC, 3, provider NULLS LAST""",
+        GROUP BY ALL ORDER BY currency NULLS LAST, llm DESC, charge_kind, 4, provider NULLS LAST""",
              {"start": start, "end": end}).fetchall()
-    if not rows:
+    # Purchases (commitments bought up front or by the month) in full, when their period meets the traced days.
+    purchases = q(f"""
+        SELECT currency, provider, coalesce(charge_description, sku_meter, service_name) AS what, commitment_discount_id,
+               charge_frequency, charge_period_start, charge_period_end, sum(billed_cost)
+        FROM billing_spend
+        WHERE charge_kind = 'purchase' AND billed_cost IS NOT NULL AND charge_period_start IS NOT NULL AND {overlap} > 0
+        GROUP BY ALL ORDER BY currency NULLS LAST, sum(billed_cost) DESC, provider NULLS LAST, what, commitment_discount_id""",
+                  {"start": start, "end": end}).fetchall()
+    if not rows and not purchases:
         return
     recon = []
     if store.table_exists("reconciliation"):
         recon = q("""
-            SELECT provider, currency, sum(billed_cost), sum(trace_cost), sum(gap)
-            FROM reconciliation WHERE in_trace_window AND billed_cost IS NOT NULL
+            SELECT provider, currency, sum(usage_cost), sum(trace_cost), sum(gap)
+            FROM reconciliation WHERE in_trace_window AND usage_cost IS NOT NULL
             GROUP BY provider, currency ORDER BY provider NULLS LAST, currency""").fetchall()
     by_model = []
     if store.table_exists("reconciliation"):
         by_model = q("""
-            SELECT provider, model, currency, sum(billed_cost), sum(trace_cost), sum(gap)
+            SELECT provider, model, currency, sum(usage_cost), sum(trace_cost), sum(gap), sum(committed_cost)
             FROM reconciliation WHERE in_trace_window
             GROUP BY provider, model, currency
-            ORDER BY sum(billed_cost) DESC NULLS LAST, provider NULLS LAST, model, currency LIMIT 50""").fetchall()
+            ORDER BY sum(usage_cost) DESC NULLS LAST, provider NULLS LAST, model, currency LIMIT 50""").fetchall()
     texts = []
     for currency in dict.fromkeys(r[0] for r in rows):
+        money = lambda v, c=currency: _money_text(v, c or "?")  # noqa: E731
         mine = [r for r in rows if r[0] == currency]
-        total = sum(r[4] for r in mine)
-        llm = sum(r[4] for r in mine if r[1])
-        other = total - llm
+        total = sum(r[5] for r in mine)
+        llm = sum(r[5] for r in mine if r[1])
+        other = sum(r[5] for r in mine if not r[1] and r[2] == "usage")
+        unused = sum(r[5] for r in mine if r[2] == "unused_commitment")
+        credits = sum(r[5] for r in mine if r[2] in ("tax", "credit", "adjustment"))
         explained = [(b, t) for p, c, b, t, g in recon if c == currency and b]
         parts = []
         if llm:
-            part = f"model APIs {_money_text(llm, currency or '?')}"
+            part = f"model APIs {money(llm)}"
             if currency == "USD" and explained:
                 billed = sum(b for b, _ in explained)
                 traced = sum(t or 0 for _, t in explained)
                 part += f": traces explain {traced / billed:.0%}" if billed > 0 else ""
             parts.append(part)
         if other:
-            parts.append(f"other {_money_text(other, currency or '?')}")
-        texts.append(f"{_money_text(total, currency or '?')} ({'; '.join(parts)})")
+            parts.append(f"other {money(other)}")
+        if unused:
+            parts.append(f"unused commitments {money(unused)}")
+        if credits:
+            parts.append(f"tax, credits and adjustments {money(credits)}")
+        texts.append(f"{money(total)} ({'; '.join(parts)})")
     scope = f" on the traced days {start} to {end}" if days else ""
-    headline["Billed"] = ", ".join(texts) + scope
+    text = (", ".join(texts) if texts else "no usage") + scope
+    bought = {}
+    for c, *_, v in purchases:
+        bought[c] = bought.get(c, 0.0) + v
+    if bought:
+        text += (f"; commitments and purchases {'covering them ' if days else ''}"
+                 f"{', '.join(_money_text(v, c or '?') for c, v in bought.items())}, billed apart (not usage)")
+    headline["Billed"] = text
     extras["reconciliation"] = {
         "days": {"first": str(start), "last": str(end)} if days else None,
-        "note": "billed cost prorated to the traced days; currencies are never converted; trace estimates are USD list prices",
-        "billed": [{"currency": c, "model_api": bool(llm), "service_category": cat, "provider": p, "billed": _r(v)}
-                   for c, llm, cat, p, v in rows],
+        "note": ("billed cost prorated to the traced days, amortized: usage drawn from a commitment at its effective "
+                 "cost, commitment purchases listed apart in full (not usage); currencies are never converted; trace "
+                 "estimates are USD list prices"),
+        "billed": [{"currency": c, "model_api": bool(llm), "charge_kind": kind, "service_category": cat, "provider": p,
+                    "billed": _r(v)} for c, llm, kind, cat, p, v in rows],
+        "commitments": [{"currency": c, "provider": p, "description": what, "commitment_discount_id": cid,
+                         "charge_frequency": freq, "period_start": str(ps), "period_end": str(pe) if pe else None,
+                         "billed": _r(v)} for c, p, what, cid, freq, ps, pe, v in purchases],
         "by_provider": [{"provider": p, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g),
                          "explained_share": _r((t or 0) / b, 4) if b and c == "USD" else None}
                         for p, c, b, t, g in recon],
-        "by_model": [{"provider": p, "model": m, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g)}
-                     for p, m, c, b, t, g in by_model],
+        "by_model": [{"provider": p, "model": m, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g),
+                      "from_commitments": _r(k)}
+                     for p, m, c, b, t, g, k in by_model],
     }
 
 
