@@ -89,6 +89,8 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
             console.print(Text(f"  {f.path}: {_NOT_READ[f.status]}", style="yellow"))
         elif f.first_reject:
             console.print(Text(f"  {f.path}: {f.rejects:,} rejected; first: {f.first_reject}", style="yellow"))
+        elif f.status == "ingested" and not (f.stored or f.duplicates):
+            console.print(Text(f"  {f.path}: read as {f.format}, but it holds no record of that format", style="yellow"))
         elif verbose:
             console.print(Text(f"  {f.path}: {f.status}" + (f" ({f.format}), {f.records:,} records, {f.stored:,} stored, "
                                                           f"{f.duplicates:,} duplicates" if f.format else "")))
