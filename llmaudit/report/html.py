@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
+from llmaudit.report.numbers import num, pct, short_num, short_usd, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
 from llmaudit.resources import data_dir
 
@@ -126,22 +127,6 @@ def _figure(width: float, height: float):
     return fig, fig.add_subplot()
 
 
-def _short_money(v: float) -> str:
-    if abs(v) >= 1e6:
-        return f"${v / 1e6:,.1f}M"
-    if abs(v) >= 1e4:
-        return f"${v / 1e3:,.1f}k"
-    return f"${v:,.2f}"
-
-
-def _short_num(v: float) -> str:
-    if abs(v) >= 1e9:
-        return f"{v / 1e9:,.1f}B"
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:,.1f}M"
-    if abs(v) >= 1e4:
-        return f"{v / 1e3:,.1f}k"
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3g}"
 
 
 def bar_chart(chart_id: str, labels: list, values: list[float], *, money: bool, color: str = ACCENT,
@@ -160,7 +145,7 @@ def bar_chart(chart_id: str, labels: list, values: list[float], *, money: bool, 
         bars = ax.barh(range(len(vals)), vals, color=[c for _, _, c in pairs][::-1], height=0.65)
         ax.set_yticks(range(len(vals)), names)
         ax.tick_params(axis="y", length=0)
-        fmt = _short_money if money else _short_num
+        fmt = short_usd if money else short_num
         top = max(vals) if vals else 0
         for bar, v in zip(bars, vals):
             ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, fmt(v), va="center", fontsize=8, color=INK)
@@ -181,7 +166,7 @@ def column_chart(chart_id: str, labels: list[str], values: list[float], *, money
         step = max(1, len(labels) // 14)
         ax.set_xticks(range(0, len(labels), step), [_label(labels[i], 12) for i in range(0, len(labels), step)],
                       rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
-        fmt = _short_money if money else _short_num
+        fmt = short_usd if money else short_num
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: fmt(y)))
         if ylabel:
             ax.set_ylabel(ylabel)
@@ -198,7 +183,7 @@ def grouped_chart(chart_id: str, labels: list, series: dict[str, list[float | No
     with matplotlib.rc_context(_rc(chart_id)):
         fig, ax = _figure(7.0, max(1.0, 0.3 * n * len(labels) + 0.8))
         height = 0.8 / n
-        fmt = _short_money if money else _short_num
+        fmt = short_usd if money else short_num
         top = max((v or 0) for vals in series.values() for v in vals) if labels else 0
         for i, (name, vals) in enumerate(series.items()):
             ys = [len(labels) - 1 - j + (n - 1 - i - (n - 1) / 2) * height for j in range(len(labels))]
@@ -249,39 +234,9 @@ def _money_of(f: Finding) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------ template
-def _usd(value, unpriced: str = "unpriced") -> str:
-    if value is None:
-        return unpriced
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:,.4f}"
 
 
-def _signed_usd(value) -> str:
-    if value is None:
-        return "n/a"
-    return "±$0.00" if round(value, 2) == 0 else ("+" if value > 0 else "−") + f"${abs(value):,.2f}"
 
-
-def _signed_int(value) -> str:
-    if value is None:
-        return "n/a"
-    v = int(round(value))
-    return "±0" if v == 0 else ("+" if v > 0 else "−") + f"{abs(v):,}"
-
-
-def _num(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-    return str(value)
-
-
-def _pct(value) -> str:
-    return "" if value is None else f"{value * 100:.1f}%"
 
 
 def _evidence(value, limit: int = 300) -> str:
@@ -290,7 +245,7 @@ def _evidence(value, limit: int = 300) -> str:
     elif isinstance(value, list):
         text = ", ".join(_evidence(v, 80) for v in value)
     else:
-        text = _num(value)
+        text = num(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -323,7 +278,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(usd=_usd, signed_usd=_signed_usd, signed_int=_signed_int, num=_num, pct=_pct,
+    env.filters.update(usd=usd, signed_usd=signed_usd, signed_int=signed_int, num=num, pct=pct,
                        evidence=_evidence, scope=_scope, dt=_dt, label=_label, wbr=_wbr, nolink=_nolink)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env

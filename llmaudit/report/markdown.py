@@ -20,6 +20,7 @@ from typing import Iterable
 from llmaudit.findings.model import BASIS_LABEL, Finding
 from llmaudit.report.baseline import Comparison, Delta, FindingChange, comparison_of
 from llmaudit.report.document import AuditDocument
+from llmaudit.report.numbers import num, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
 from llmaudit.report.terminal import price_line, redaction_line
 
@@ -52,39 +53,6 @@ def md(value, limit: int = CELL, *, line_start: bool = False) -> str:
     # A zero-width space stops GitHub from turning telemetry into @mentions and autolinks.
     text = text.replace("@", "@\u200b").replace(":/", ":\u200b/").replace("www.", "www\u200b.")
     return text or " "
-
-
-def usd(value: float | None, unpriced: str = "unpriced") -> str:
-    if value is None:
-        return unpriced
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:,.4f}"
-
-
-def signed_usd(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if round(value, 2) == 0:
-        return "±$0.00"
-    return ("+" if value > 0 else "−") + f"${abs(value):,.2f}"
-
-
-def signed_int(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    v = int(round(value))
-    return "±0" if v == 0 else ("+" if v > 0 else "−") + f"{abs(v):,}"
-
-
-def num(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-    return md(value, DETAIL_VALUE)
 
 
 def scope_text(scope) -> str:
@@ -281,7 +249,8 @@ def _detail(f: Finding, index: int) -> str:
     summary = html.escape(
         f"{index}. [{f.severity}] {f.rule_id} {f.rule_name}: {_plain(scope_text(f.scope), CELL)} ({_waste_cell(f)})", quote=False
     )
-    rows = [[md(k, 60), num(v) if not isinstance(v, (list, dict)) else md(_list_text(v), DETAIL_VALUE)] for k, v in f.evidence.items()]
+    rows = [[md(k, 60), md(v, DETAIL_VALUE) if isinstance(v, str) else num(v) if not isinstance(v, (list, dict))
+             else md(_list_text(v), DETAIL_VALUE)] for k, v in f.evidence.items()]
     parts = [
         f"<details><summary>{summary}</summary>\n\n",
         f"**{md(f.title, 200)}**\n\n{md(f.message, 500)}\n\n",
