@@ -28,177 +28,15 @@ from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
 from llmaudit.report.numbers import num, pct, short_num, short_usd, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
+from llmaudit.report.svg_charts import (ACCENT, CHART_BARS, GOOD, MUTED, SEVERITY_COLOR, bar_chart, column_chart,
+                                        finding_chart, grouped_chart, short_label)
 from llmaudit.resources import data_dir
 
 TEMPLATE = "report.html.j2"
 TOP_ROWS = 15            # rows per breakdown table before "N more"
-CHART_BARS = 12          # bars per ranking chart; the rest become "other"
 FINDING_CHARTS = 30      # per-finding charts for the costliest findings; a huge report stays light
-LABEL = 34               # characters of a telemetry label on a chart axis
 # Shown in extras but rendered by their own sections (or meaningless to a reader).
 _OWN_EXTRAS = {"baseline", "redaction", "headline", "content_scrubbed", "prices", "pricing"}
-
-SEVERITY_COLOR = {"critical": "#7f1d1d", "high": "#c2410c", "medium": "#b7791f", "low": "#2b6cb0", "info": "#718096"}
-INK, ACCENT, MUTED, GOOD = "#1a202c", "#2c5282", "#a0aec0", "#2f855a"
-
-
-# ------------------------------------------------------------------------------------------ charts
-def _label(value: Any, limit: int = LABEL) -> str:
-    text = "(none)" if value is None else str(value)
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", text).strip() or "(empty)"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _rc(chart_id: str) -> dict:
-    return {
-        "svg.hashsalt": f"llmaudit-{chart_id}",  # fixed salt: clip-path ids (and so bytes) never change
-        "svg.fonttype": "none",                  # text stays text: small, selectable, crisp in print
-        "svg.id": chart_id,
-        "text.parse_math": False,                # a "$" in a feature name must not become mathtext
-        # Matplotlib ships DejaVu Sans, so text is measured the same on every machine (same bytes).
-        "font.family": "sans-serif",
-        "font.sans-serif": ["DejaVu Sans"],
-        "font.size": 9,
-        "axes.edgecolor": MUTED,
-        "axes.labelcolor": INK,
-        "xtick.color": INK,
-        "ytick.color": INK,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-
-
-_SVG_FORBIDDEN = re.compile(
-    r"<\s*(script|foreignObject|iframe|object|embed|image)\b|\son[a-z]+\s*=|javascript:|href\s*=\s*[\"'](?!#)", re.I
-)
-
-
-def _clean_svg(svg: str, chart_id: str) -> str:
-    """Inline-ready SVG: no XML prolog/DOCTYPE/metadata, ids unique per chart, nothing active."""
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
-    # SVG inside HTML needs no namespace declarations; without them the page holds no URL at all.
-    head, rest = svg.split(">", 1)
-    svg = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", head) + ">" + rest
-    # matplotlib escapes < > & in text but leaves quotes; escape them too so no telemetry quote is ever raw
-    # (and so nothing below can mistake text for an attribute).
-    svg = re.sub(r">([^<]+)<", lambda m: ">" + m.group(1).replace('"', "&#34;").replace("'", "&#39;") + "<", svg)
-    referenced: set[str] = set()
-    for tag in re.findall(r"<[^>]*>", svg):
-        for url_ref, href_ref in re.findall(r'url\(#([^)]+)\)|href="#([^"]+)"', tag):
-            referenced.add(url_ref or href_ref)
-
-    def fix_tag(m: re.Match) -> str:
-        """Keep only ids that something references, prefixed with the chart id: unique across the page."""
-        tag = m.group(0)
-
-        def fix_id(i: re.Match) -> str:
-            value = i.group(1)
-            if value == chart_id:
-                return i.group(0)
-            return f' id="{chart_id}-{value}"' if value in referenced else ""
-
-        tag = re.sub(r' id="([^"]+)"', fix_id, tag)
-        tag = re.sub(r"url\(#([^)]+)\)", lambda r: f"url(#{chart_id}-{r.group(1)})", tag)
-        return re.sub(r'href="#([^"]+)"', lambda r: f'href="#{chart_id}-{r.group(1)}"', tag)
-
-    svg = re.sub(r"<[^>]*>", fix_tag, svg)
-    for tag in re.findall(r"<[^>]*>", svg):  # check tags only: escaped text content may say anything
-        if _SVG_FORBIDDEN.search(tag):
-            raise RuntimeError(f"chart {chart_id}: refusing SVG with active content: {tag[:80]}")
-    svg = svg.replace("<svg ", f'<svg role="img" aria-labelledby="{chart_id}-cap" ', 1)
-    return svg.strip() + "\n"
-
-
-def _render(fig, chart_id: str) -> Markup:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight", pad_inches=0.05)
-    return Markup(_clean_svg(buf.getvalue(), chart_id))  # noqa: S704 - checked by _clean_svg above
-
-
-def _figure(width: float, height: float):
-    # No pyplot (no global figure registry, nothing shared between renders); an explicit Agg canvas,
-    # so no GUI backend is ever looked for. savefig(format="svg") hands the figure to the SVG writer.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-
-
-def bar_chart(chart_id: str, labels: list, values: list[float], *, money: bool, color: str = ACCENT,
-              colors: list[str] | None = None, xlabel: str = "", width: float = 7.0) -> Markup:
-    """A horizontal ranking: biggest on top, the tail folded into one "other" bar."""
-    import matplotlib
-
-    pairs = list(zip(labels, values, colors or [color] * len(values)))
-    if len(pairs) > CHART_BARS:
-        rest = pairs[CHART_BARS - 1:]
-        pairs = pairs[: CHART_BARS - 1] + [(f"other ({len(rest)})", sum(v for _, v, _ in rest), MUTED)]
-    with matplotlib.rc_context(_rc(chart_id)):
-        fig, ax = _figure(width, 0.34 * len(pairs) + 0.7)
-        names = [_label(n) for n, _, _ in pairs][::-1]
-        vals = [v for _, v, _ in pairs][::-1]
-        bars = ax.barh(range(len(vals)), vals, color=[c for _, _, c in pairs][::-1], height=0.65)
-        ax.set_yticks(range(len(vals)), names)
-        ax.tick_params(axis="y", length=0)
-        fmt = short_usd if money else short_num
-        top = max(vals) if vals else 0
-        for bar, v in zip(bars, vals):
-            ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, fmt(v), va="center", fontsize=8, color=INK)
-        ax.set_xlim(0, top * 1.18 if top > 0 else 1)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt(x)))
-        if xlabel:
-            ax.set_xlabel(xlabel)
-        return _render(fig, chart_id)
-
-
-def column_chart(chart_id: str, labels: list[str], values: list[float], *, money: bool, ylabel: str = "") -> Markup:
-    """Values over time (one column per day)."""
-    import matplotlib
-
-    with matplotlib.rc_context(_rc(chart_id)):
-        fig, ax = _figure(7.0, 2.4)
-        ax.bar(range(len(values)), values, color=ACCENT, width=0.7)
-        step = max(1, len(labels) // 14)
-        ax.set_xticks(range(0, len(labels), step), [_label(labels[i], 12) for i in range(0, len(labels), step)],
-                      rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
-        fmt = short_usd if money else short_num
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: fmt(y)))
-        if ylabel:
-            ax.set_ylabel(ylabel)
-        return _render(fig, chart_id)
-
-
-def grouped_chart(chart_id: str, labels: list, series: dict[str, list[float | None]], *, money: bool,
-                  colors: list[str] | None = None) -> Markup:
-    """Two (or more) numbers per item side by side: baseline vs now, estimated vs measured, now vs recommended."""
-    import matplotlib
-
-    colors = colors or [MUTED, ACCENT, GOOD]
-    n = len(series)
-    with matplotlib.rc_context(_rc(chart_id)):
-        fig, ax = _figure(7.0, max(1.0, 0.3 * n * len(labels) + 0.8))
-        height = 0.8 / n
-        fmt = short_usd if money else short_num
-        top = max((v or 0) for vals in series.values() for v in vals) if labels else 0
-        for i, (name, vals) in enumerate(series.items()):
-            ys = [len(labels) - 1 - j + (n - 1 - i - (n - 1) / 2) * height for j in range(len(labels))]
-            clean = [v or 0 for v in vals]
-            bars = ax.barh(ys, clean, height=height * 0.92, color=colors[i % len(colors)], label=name)
-            for bar, v in zip(bars, vals):
-                text = "n/a" if v is None else fmt(v)
-                ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8, color=INK)
-        ax.set_yticks(range(len(labels)), [_label(x) for x in labels][::-1])
-        ax.tick_params(axis="y", length=0)
-        ax.set_xlim(0, top * 1.2 if top > 0 else 1)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt(x)))
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=n, frameon=False, fontsize=8)  # above: never on a bar
-        return _render(fig, chart_id)
-
 
 # ------------------------------------------------------------------------------------------ data for charts
 def _has_spend(rows: list[BreakdownRow]) -> bool:
@@ -210,23 +48,6 @@ def _metric(rows: list[BreakdownRow]) -> tuple[list[float], bool, str]:
     if _has_spend(rows):
         return [r.spend_usd or 0.0 for r in rows], True, "spend (USD)"
     return [float(r.input_tokens + r.output_tokens) for r in rows], False, "tokens (input + output): spend unknown"
-
-
-# Evidence keys that name "what it is now" for a given recommended_<x> key, in order of preference.
-_NOW_PREFIXES = ("typical_", "current_", "median_", "p50_", "mean_", "")
-
-
-def recommendation_pair(f: Finding) -> tuple[str, float, float] | None:
-    """(what, now, recommended) when the evidence states both, e.g. typical_k 20 vs recommended_k 4."""
-    for key, rec in f.evidence.items():
-        if not key.startswith("recommended_") or isinstance(rec, bool) or not isinstance(rec, (int, float)):
-            continue
-        what = key[len("recommended_"):]
-        for prefix in _NOW_PREFIXES:
-            now = f.evidence.get(prefix + what)
-            if isinstance(now, (int, float)) and not isinstance(now, bool) and (prefix or what != key):
-                return what.replace("_", " "), float(now), float(rec)
-    return None
 
 
 def _money_of(f: Finding) -> float | None:
@@ -263,12 +84,12 @@ def _dt(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return "n/a" if value is None else value.strftime(fmt)
 
 
-@lru_cache(maxsize=1)
 def _nolink(text) -> str:
     """A web address as plain text (scheme dropped): the report links to nothing, not even its sources."""
     return re.sub(r"\bhttps?://", "", "" if text is None else str(text))
 
 
+@lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(data_dir("report_templates"))),
@@ -279,7 +100,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(usd=usd, signed_usd=signed_usd, signed_int=signed_int, num=num, pct=pct,
-                       evidence=_evidence, scope=_scope, dt=_dt, label=_label, wbr=_wbr, nolink=_nolink)
+                       evidence=_evidence, scope=_scope, dt=_dt, label=short_label, wbr=_wbr, nolink=_nolink)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env
 
@@ -314,16 +135,14 @@ def _breakdown_view(doc: AuditDocument, name: str, title: str, chart: bool) -> d
 
 
 def _finding_views(doc: AuditDocument) -> list[dict]:
+    """Each finding with its anchor and its own chart (the costliest FINDING_CHARTS of them: a huge report stays light)."""
     views = []
     for i, f in enumerate(doc.findings):
-        pair = recommendation_pair(f)
-        chart = None
-        if pair and i < FINDING_CHARTS:
-            what, now, rec = pair
-            chart = bar_chart(f"chart-f{i + 1}", [f"now (typical {what})", f"recommended {what}"], [now, rec], money=False,
-                              colors=[SEVERITY_COLOR[f.severity], GOOD], width=5.0)
-        views.append({"f": f, "n": i + 1, "anchor": f"finding-{i + 1}", "pair": pair, "chart": chart,
-                      "chart_id": f"chart-f{i + 1}"})
+        data = doc.charts.get(f.fingerprint)
+        chart_id = f"chart-f{i + 1}"
+        chart = finding_chart(chart_id, data) if data is not None and i < FINDING_CHARTS else None
+        views.append({"f": f, "n": i + 1, "anchor": f"finding-{i + 1}", "chart": chart, "chart_data": data,
+                      "chart_id": chart_id})
     return views
 
 
