@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
+from llmaudit.report.evidence import evidence_items
 from llmaudit.report.numbers import num, pct, short_num, short_usd, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
 from llmaudit.report.svg_charts import (ACCENT, CHART_BARS, GOOD, MUTED, SEVERITY_COLOR, bar_chart, column_chart,
@@ -84,6 +85,16 @@ def _dt(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return "n/a" if value is None else value.strftime(fmt)
 
 
+def _markdown(text) -> Markup:
+    """Rule text (a fix, a summary) written in Markdown: `code`, **bold**, lists. Raw HTML in it stays text,
+    and links become plain text (the report links to nothing)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).disable(["link", "image", "autolink"])
+    html = md.render(str(text or "")).strip()
+    return Markup(html[3:-4] if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1 else html)  # noqa: S704 - html disabled
+
+
 def _nolink(text) -> str:
     """A web address as plain text (scheme dropped): the report links to nothing, not even its sources."""
     return re.sub(r"\bhttps?://", "", "" if text is None else str(text))
@@ -100,7 +111,8 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(usd=usd, signed_usd=signed_usd, signed_int=signed_int, num=num, pct=pct,
-                       evidence=_evidence, scope=_scope, dt=_dt, label=short_label, wbr=_wbr, nolink=_nolink)
+                       evidence=_evidence, scope=_scope, dt=_dt, label=short_label, wbr=_wbr, nolink=_nolink,
+                       evidence_items=evidence_items, markdown=_markdown)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env
 
