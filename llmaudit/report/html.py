@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
-from llmaudit.report.evidence import evidence_items
+from llmaudit.report.evidence import evidence_items, label_of
 from llmaudit.report.numbers import num, pct, short_num, short_usd, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
 from llmaudit.report.svg_charts import (ACCENT, CHART_BARS, GOOD, MUTED, SEVERITY_COLOR, bar_chart, column_chart,
@@ -112,7 +112,7 @@ def environment() -> Environment:
     )
     env.filters.update(usd=usd, signed_usd=signed_usd, signed_int=signed_int, num=num, pct=pct,
                        evidence=_evidence, scope=_scope, dt=_dt, label=short_label, wbr=_wbr, nolink=_nolink,
-                       evidence_items=evidence_items, markdown=_markdown)
+                       evidence_items=evidence_items, markdown=_markdown, section_label=label_of)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env
 

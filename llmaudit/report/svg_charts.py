@@ -244,8 +244,11 @@ def finding_chart(chart_id: str, chart: FindingChart, width: float = 6.4) -> Mar
             ax.set_xlim(lo - pad, hi + pad)
         if not numeric:
             shown = max(1, len(xs) // 16)
-            ax.set_xticks(xs[::shown], [short_label(chart.x[i], 14) for i in range(0, len(xs), shown)],
-                          rotation=45 if len(xs) > 8 else 0, ha="right" if len(xs) > 8 else "center")
+            labels = [short_label(chart.x[i], 14) for i in range(0, len(xs), shown)]
+            tilt = len(labels) * max(len(t) for t in labels) > 60  # would they run into each other?
+            ax.set_xticks(xs[::shown], labels, rotation=40 if tilt else 0, ha="right" if tilt else "center")
+        elif all(float(x).is_integer() for x in xs):  # whole x values (ranks, turns, hours): whole ticks
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if chart.unit in ("count", "gpus", "tokens"):  # whole things: no 0.5 GPU ticks
             ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: fmt(y)))
