@@ -109,6 +109,9 @@ class AuditDocument(BaseModel):
     rule_errors: dict[str, str]
     breakdowns: dict[str, list[BreakdownRow]]
     charts: dict[str, FindingChart] = Field(default_factory=dict, description="each finding's chart data, by fingerprint")
+    tag_keys: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "the attributes a request's feature and tenant were read from (config feature_keys, tenant_keys): calls with "
+        "none of them are untagged"))
     prices: PriceProvenance | None = None
     extras: dict[str, Any] = Field(default_factory=dict, description="sections added by other modules (billing, GPU, replay)")
 
@@ -415,6 +418,8 @@ def build_document(store: Store, result: RunResult, settings=None) -> AuditDocum
         rule_errors=dict(sorted(result.errors.items())),
         breakdowns={name: _breakdown(store, expr) for name, expr in _BREAKDOWNS.items()},
         charts=finding_charts(store, result.findings),
+        tag_keys={"feature": list(getattr(settings, "feature_keys", None) or []),
+                  "tenant": list(getattr(settings, "tenant_keys", None) or [])},
         prices=prices,
         extras=summary_extras(store, result),
     )

@@ -135,14 +135,22 @@ def _breakdown_view(doc: AuditDocument, name: str, title: str, chart: bool) -> d
     else:  # biggest first by the number actually charted (tokens when spend is unknown)
         order = sorted(range(len(rows)), key=lambda i: (-values[i], rows[i].key is None, rows[i].key or ""))
     rows, values = [rows[i] for i in order], [values[i] for i in order]
+    untagged = next((r for r in rows if r.key is None), None)
+    keys = doc.tag_keys.get(name) or []
     view = {"name": name, "title": title, "rows": rows[:TOP_ROWS], "more": max(0, len(rows) - TOP_ROWS),
-            "priced": money, "unit": unit, "chart": None, "chart_id": f"chart-{name}"}
+            "priced": money, "unit": unit, "chart": None, "chart_id": f"chart-{name}",
+            # A request with none of the tag keys is untagged: say so, and which setting would tag it.
+            "untagged": untagged, "untagged_note": (
+                f"Untagged: requests that carry none of the {name} keys ({', '.join(keys[:6])}"
+                f"{', …' if len(keys) > 6 else ''}). Set `{name}_keys` in llmaudit.toml to the attribute your services write."
+                if untagged is not None and keys else None)}
     if chart:
         if name == "day":
             view["chart"] = column_chart(view["chart_id"], [_day_label(r.key) for r in rows], values, money=money,
                                          ylabel="spend (USD)" if money else "tokens")
         else:
-            view["chart"] = bar_chart(view["chart_id"], [r.key for r in rows], values, money=money, xlabel=unit)
+            view["chart"] = bar_chart(view["chart_id"], [r.key if r.key is not None else "untagged" for r in rows], values,
+                                      money=money, xlabel=unit)
     return view
 
 
@@ -164,9 +172,28 @@ def _waste_chart(doc: AuditDocument) -> Markup | None:
         return None
     per_month = all(f.waste.usd_per_month is not None for f in priced)
     priced.sort(key=lambda f: -(_money_of(f) or 0))
-    return bar_chart("chart-waste", [f"{f.rule_id} {_scope(f.scope)}" for f in priced], [_money_of(f) for f in priced],
-                     money=True, colors=[SEVERITY_COLOR[f.severity] for f in priced],
+    return bar_chart("chart-waste", finding_labels(priced), [_money_of(f) for f in priced],
+                     money=True, colors=[SEVERITY_COLOR[f.severity] for f in priced], label_chars=48,
                      xlabel="estimated waste per month (USD)" if per_month else "estimated waste (USD)")
+
+
+def finding_labels(findings: list[Finding]) -> list[str]:
+    """A short label per finding that tells it from the others: the rule's name, plus the part of the scope
+    (feature, model, service, tenant) that differs between findings of the same rule."""
+    labels = []
+    for f in findings:
+        same = [g for g in findings if g.rule_name == f.rule_name]
+        label = f.rule_name
+        if len(same) > 1:
+            for part in ("feature", "model", "service", "tenant"):
+                values = {getattr(g.scope, part) for g in same}
+                if len(values) > 1:
+                    label += f" · {getattr(f.scope, part) or 'all'}"
+                    break
+            else:
+                label += f" · {f.fingerprint[-6:]}"
+        labels.append(label)
+    return labels
 
 
 def _measured_chart(doc: AuditDocument) -> Markup | None:

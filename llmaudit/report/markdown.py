@@ -237,7 +237,7 @@ def _baseline_section(budget: _Budget, cmp: Comparison) -> None:
     if features:
         budget.add("\n#### Spend and waste by feature\n\n")
         rows = [
-            [md(f.key if f.key is not None else "(no feature)"), f.presence, usd(f.spend_usd.current), signed_usd(f.spend_usd.change),
+            [md(f.key if f.key is not None else "untagged"), f.presence, usd(f.spend_usd.current), signed_usd(f.spend_usd.change),
              signed_int(f.tokens.change), usd(f.waste_usd_per_month.current), signed_usd(f.waste_usd_per_month.change)]
             for f in features
         ]

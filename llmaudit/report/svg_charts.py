@@ -112,9 +112,13 @@ def _figure(width: float, height: float):
 
 
 
+LOG_SPREAD = 50  # a ranking whose largest bar is this many times its smallest is drawn on a log scale
+
+
 def bar_chart(chart_id: str, labels: list, values: list[float], *, money: bool, color: str = ACCENT,
-              colors: list[str] | None = None, xlabel: str = "", width: float = 7.0) -> Markup:
-    """A horizontal ranking: biggest on top, the tail folded into one "other" bar."""
+              colors: list[str] | None = None, xlabel: str = "", width: float = 7.0, label_chars: int = LABEL) -> Markup:
+    """A horizontal ranking: biggest on top, the tail folded into one "other" bar. When the values span more
+    than LOG_SPREAD times, the axis is logarithmic so the small bars stay visible (the axis label says so)."""
     import matplotlib
 
     pairs = list(zip(labels, values, colors or [color] * len(values)))
@@ -123,19 +127,29 @@ def bar_chart(chart_id: str, labels: list, values: list[float], *, money: bool, 
         pairs = pairs[: CHART_BARS - 1] + [(f"other ({len(rest)})", sum(v for _, v, _ in rest), MUTED)]
     with matplotlib.rc_context(_rc(chart_id)):
         fig, ax = _figure(width, 0.34 * len(pairs) + 0.7)
-        names = [short_label(n) for n, _, _ in pairs][::-1]
+        names = [short_label(n, label_chars) for n, _, _ in pairs][::-1]
         vals = [v for _, v, _ in pairs][::-1]
-        bars = ax.barh(range(len(vals)), vals, color=[c for _, _, c in pairs][::-1], height=0.65)
+        positive = [v for v in vals if v > 0]
+        log = len(positive) > 1 and max(positive) / min(positive) > LOG_SPREAD
+        floor = min(positive) / 2 if log else 0.0
+        bars = ax.barh(range(len(vals)), [max(v, floor) - floor for v in vals], left=floor,
+                       color=[c for _, _, c in pairs][::-1], height=0.65)
         ax.set_yticks(range(len(vals)), names)
         ax.tick_params(axis="y", length=0)
         fmt = short_usd if money else short_num
         top = max(vals) if vals else 0
         for bar, v in zip(bars, vals):
-            ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, fmt(v), va="center", fontsize=8, color=INK)
-        ax.set_xlim(0, top * 1.18 if top > 0 else 1)
+            end = bar.get_x() + bar.get_width()
+            ax.text(end * 1.08 if log else end + top * 0.01, bar.get_y() + bar.get_height() / 2, fmt(v), va="center",
+                    fontsize=8, color=INK)
+        if log:
+            ax.set_xscale("log")
+            ax.set_xlim(floor, top * 4)
+        else:
+            ax.set_xlim(0, top * 1.18 if top > 0 else 1)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt(x)))
         if xlabel:
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
         return _render(fig, chart_id)
 
 
