@@ -85,6 +85,18 @@ def _dt(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return "n/a" if value is None else value.strftime(fmt)
 
 
+NOWRAP_CHARS = 24  # a cell that is one token up to this long (a host, a model, a number) never wraps
+
+
+def _cell(value) -> Markup:
+    """A table cell's text: one short token (vllm-node-1, gpt-4o-2024-08-06, $1,155.84) kept on one line, so a
+    narrow column never breaks it at a hyphen; anything longer wraps between words."""
+    text = "" if value is None else str(value)
+    if text and len(text) <= NOWRAP_CHARS and not any(c.isspace() for c in text):
+        return Markup('<span class="nw">') + escape(text) + Markup("</span>")
+    return escape(text)
+
+
 def _markdown(text) -> Markup:
     """Rule text (a fix, a summary) written in Markdown: `code`, **bold**, lists. Raw HTML in it stays text,
     and links become plain text (the report links to nothing)."""
@@ -112,7 +124,7 @@ def environment() -> Environment:
     )
     env.filters.update(usd=usd, signed_usd=signed_usd, signed_int=signed_int, num=num, pct=pct,
                        evidence=_evidence, scope=_scope, dt=_dt, label=short_label, wbr=_wbr, nolink=_nolink,
-                       evidence_items=evidence_items, markdown=_markdown, section_label=label_of)
+                       evidence_items=evidence_items, markdown=_markdown, section_label=label_of, cell=_cell)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env
 
@@ -219,6 +231,18 @@ def _baseline_chart(cmp) -> Markup | None:
     return None
 
 
+def _inputs_view(doc: AuditDocument) -> dict:
+    """Input files named relative to the folder they share, so a long path does not widen the table."""
+    import posixpath
+
+    paths = [i.path for i in doc.inputs]
+    folder = posixpath.commonpath(paths) if len(paths) > 1 else (posixpath.dirname(paths[0]) if paths else "")
+    if folder in paths:  # one file, or one path a prefix of another: name it by its folder
+        folder = posixpath.dirname(folder)
+    files = [(posixpath.relpath(i.path, folder) if folder else i.path, i) for i in doc.inputs]
+    return {"folder": folder, "files": files}
+
+
 def _top_savings(doc: AuditDocument, views: list[dict], n: int = 5) -> list[dict]:
     """The findings the waste total counts, dollars first (reconciliation gaps and findings on the same calls
     as a larger one are not savings); unpriced findings with a token figure after them."""
@@ -260,6 +284,7 @@ def render_html(doc: AuditDocument) -> str:
         "severity_counts": severity_counts,
         "top_savings": _top_savings(doc, finding_views),
         "basis_label": BASIS_LABEL,
+        "inputs": _inputs_view(doc),
         "breakdowns": [b for b in breakdowns if b],
         "findings": finding_views,
         "waste_chart": _waste_chart(doc),
