@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from llmaudit import __version__
 from llmaudit.findings.model import Finding
+from llmaudit.report.finding_charts import FindingChart, finding_charts
 from llmaudit.rules.engine import RunResult, as_utc
 from llmaudit.store import Store
 
@@ -107,6 +108,10 @@ class AuditDocument(BaseModel):
     skipped_rules: dict[str, str]
     rule_errors: dict[str, str]
     breakdowns: dict[str, list[BreakdownRow]]
+    charts: dict[str, FindingChart] = Field(default_factory=dict, description="each finding's chart data, by fingerprint")
+    tag_keys: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "the attributes a request's feature and tenant were read from (config feature_keys, tenant_keys): calls with "
+        "none of them are untagged"))
     prices: PriceProvenance | None = None
     extras: dict[str, Any] = Field(default_factory=dict, description="sections added by other modules (billing, GPU, replay)")
 
@@ -448,6 +453,9 @@ def build_document(store: Store, result: RunResult, settings=None) -> AuditDocum
         skipped_rules=dict(sorted(result.skipped.items())),
         rule_errors=dict(sorted(result.errors.items())),
         breakdowns={name: _breakdown(store, expr) for name, expr in _BREAKDOWNS.items()},
+        charts=finding_charts(store, result.findings),
+        tag_keys={"feature": list(getattr(settings, "feature_keys", None) or []),
+                  "tenant": list(getattr(settings, "tenant_keys", None) or [])},
         prices=prices,
         extras=summary_extras(store, result),
     )

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from llmaudit.cli_output import out
 from llmaudit.ingest.pipeline import IngestReport
+from llmaudit.report.numbers import usd
 from llmaudit.store import Store
 from llmaudit.summary import summarize
 
@@ -89,6 +90,8 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
             console.print(Text(f"  {f.path}: {_NOT_READ[f.status]}", style="yellow"))
         elif f.first_reject:
             console.print(Text(f"  {f.path}: {f.rejects:,} rejected; first: {f.first_reject}", style="yellow"))
+        elif f.status == "ingested" and not (f.stored or f.duplicates):
+            console.print(Text(f"  {f.path}: read as {f.format}, but it holds no record of that format", style="yellow"))
         elif verbose:
             console.print(Text(f"  {f.path}: {f.status}" + (f" ({f.format}), {f.records:,} records, {f.stored:,} stored, "
                                                           f"{f.duplicates:,} duplicates" if f.format else "")))
@@ -126,8 +129,6 @@ def render_query(columns: list[str], rows: list[tuple], fmt: str, *, footer: boo
     return buf.getvalue()
 
 
-def _usd(value) -> str:
-    return "unpriced" if value is None else f"${value:,.2f}"
 
 
 def redaction_line(info: dict) -> str:
@@ -164,10 +165,10 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     console.print(f"Window        {window}")
     console.print(f"Requests      {t.requests:,}    LLM calls {t.llm_calls:,}    tokens in {t.input_tokens:,} / out {t.output_tokens:,}")
     parts = t.spend_parts
-    spend = _usd(t.spend_usd) + (" in the window" if t.spend_usd is not None else "")
+    spend = usd(t.spend_usd) + (" in the window" if t.spend_usd is not None else "")
     if parts is not None:
-        spend += (f" = model APIs {_usd(parts.model_apis_usd)} + self-hosted GPU time {_usd(parts.self_hosted_gpu_time_usd)}"
-                  f" + provisioned GPU idle {_usd(parts.provisioned_idle_usd)}")
+        spend += (f" = model APIs {usd(parts.model_apis_usd)} + self-hosted GPU time {usd(parts.self_hosted_gpu_time_usd)}"
+                  f" + provisioned GPU idle {usd(parts.provisioned_idle_usd)}")
     if t.unpriced_calls:
         spend += f"  ({t.unpriced_calls:,} calls unpriced, not counted)"
     console.print(f"Spend         {spend}")
@@ -203,8 +204,8 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
                 Text(f.severity, style=SEVERITY_STYLE[f.severity]),
                 f.rule_id,
                 safe(scope, 48),
-                _usd(f.waste.usd) + mark,
-                _usd(f.waste.usd_per_month) + mark,
+                usd(f.waste.usd) + mark,
+                usd(f.waste.usd_per_month) + mark,
                 # Whole sentences: the table wraps them rather than cutting them (telemetry names in them are capped).
                 safe(f.message, 600),
             )
@@ -220,7 +221,7 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
             console.print(Text("evidence: ", style="dim") + safe(", ".join(f"{k}={v}" for k, v in f.evidence.items()), 600))
             if f.example_trace_ids:
                 console.print(Text("examples: " + ", ".join(f.example_trace_ids), style="dim"))
-            console.print(Text(f"waste: {f.waste.tokens or 0:,} tokens, {_usd(f.waste.usd)}; {f.waste.extrapolation}", style="dim"))
+            console.print(Text(f"waste: {f.waste.tokens or 0:,} tokens, {usd(f.waste.usd)}; {f.waste.extrapolation}", style="dim"))
             console.print(Text("fix: " + f.remediation))
     for rule_id, why in doc.skipped_rules.items():
         if verbose:
