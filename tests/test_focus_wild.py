@@ -335,3 +335,19 @@ def test_analyze_never_counts_a_prepayment_as_unexplained_usage(tmp_path):
     assert doc["extras"]["headline"]["Billed"] == (
         "$0.52 (model APIs $0.07: traces explain 100%; other $0.45) on the traced days 2025-11-09 to 2025-11-11; "
         "commitments and purchases covering them $500,000.00, billed apart (not usage)")
+
+
+def test_money_as_a_spreadsheet_writes_it(tmp_path, db):
+    """FOCUS_Spec's simple_saas_agreements files: "$10,000.00 " with a currency symbol, thousands commas and
+    a trailing space; accounting parentheses for a negative. A decimal comma is never read as thousands."""
+    header = "BilledCost,EffectiveCost,ListUnitPrice,BillingCurrency,ChargePeriodStart,ChargeCategory\n"
+    body = ('"$10,000.00 ","$10,000.00 ",$100.00 ,USD,4/1/25,Purchase\n'
+            '"($1,250.50)",-$1250.50,,USD,4/1/25,Credit\n'
+            '"1,500",1500,,EUR,4/1/25,Usage\n')                   # 1.5 or 1500? not read
+    path = tmp_path / "simple_saas.csv"
+    path.write_text(header + body, encoding="utf-8")
+    f = ingest(db, path).files[0]
+    assert (f.stored, f.rejects) == (2, 1)
+    assert db.execute("SELECT line, reason FROM rejects").fetchall() == [(4, "BilledCost: not a number: '1,500'")]
+    assert db.execute("SELECT billed_cost, effective_cost, list_unit_price FROM billing ORDER BY billed_cost").fetchall() == [
+        (-1250.5, -1250.5, None), (10000.0, 10000.0, 100.0)]

@@ -47,6 +47,24 @@ def as_text(value, field: str):
 
 _INFINITE = (float("inf"), float("-inf"))
 
+# Money as a spreadsheet re-saves it (FOCUS_Spec's simple_saas_agreements files): "$10,000.00 ", "-$2.50",
+# "(1,234.56)" for a negative. Commas are read as thousands separators only beside a currency symbol or
+# in parentheses (the English-locale money formats), so a decimal comma ("1,5", "1,500") is never misread.
+_SPREADSHEET_NUMBER = re.compile(r"(-)?([$€£¥])?(-)?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
+
+
+def _spreadsheet_number(text: str) -> float | None:
+    negative = text.startswith("(") and text.endswith(")")
+    found = _SPREADSHEET_NUMBER.fullmatch(text[1:-1].strip() if negative else text)
+    if found is None:
+        return None
+    sign_before, symbol, sign_after, digits = found.groups()
+    signs = (negative, bool(sign_before), bool(sign_after)).count(True)
+    if signs > 1 or ("," in digits and not (symbol or negative)):
+        return None
+    number = float(digits.replace(",", ""))
+    return -number if signs else number
+
 
 def as_number(value, field: str):
     if type(value) is str:
@@ -56,7 +74,9 @@ def as_number(value, field: str):
         try:
             number = float(text)
         except ValueError:
-            raise BadRow(f"{field}: not a number: {short(value)}") from None
+            number = _spreadsheet_number(text)
+            if number is None:
+                raise BadRow(f"{field}: not a number: {short(value)}") from None
     elif value is None:
         return None
     elif type(value) is bool or not isinstance(value, (int, float, Decimal)):
