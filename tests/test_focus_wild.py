@@ -351,3 +351,23 @@ def test_money_as_a_spreadsheet_writes_it(tmp_path, db):
     assert db.execute("SELECT line, reason FROM rejects").fetchall() == [(4, "BilledCost: not a number: '1,500'")]
     assert db.execute("SELECT billed_cost, effective_cost, list_unit_price FROM billing ORDER BY billed_cost").fetchall() == [
         (-1250.5, -1250.5, None), (10000.0, 10000.0, 100.0)]
+
+
+def test_a_store_written_before_the_commitment_columns_gets_them_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with Store(path) as store:
+        ingest(store, LLMA015_FIXTURES / "positive.focus.csv")
+        new_columns = ["pricing_category", "commitment_discount_id", "commitment_discount_category",
+                       "commitment_discount_type", "commitment_discount_status", "sku_price_details"]
+        for column in new_columns:  # as the previous release wrote the table
+            store.execute(f"ALTER TABLE billing DROP COLUMN {column}")
+        before = store.execute("SELECT count(*), sum(billed_cost) FROM billing").fetchone()
+    with Store(path) as store:
+        columns = {c for (c,) in store.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'billing'").fetchall()}
+        assert set(new_columns) <= columns
+        assert store.execute("SELECT count(*), sum(billed_cost) FROM billing").fetchone() == before
+        rows = ai_rows()[:2]
+        write_ai_csv(tmp_path / "ai.csv", rows)
+        assert ingest(store, tmp_path / "ai.csv").files[0].stored == 2
+        assert store.scalar("SELECT count(*) FROM billing WHERE sku_price_details IS NOT NULL") == 2
