@@ -7,6 +7,8 @@ import csv
 import gzip
 import io
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
@@ -330,6 +332,91 @@ def test_openai_costs_jsonl_pages(tmp_path, db):
                          WHERE sku_meter = 'gpt-4o-2024-08-06, cached input' LIMIT 1""").fetchone() == \
         ("gpt-4o-2024-08-06", "cached_input", "USD")
     assert db.execute("SELECT model, token_type FROM billing WHERE sku_meter = 'Image models' LIMIT 1").fetchone() == (None, None)
+
+
+# Every usage endpoint's result object, as the API documents them, and result types it may add later.
+# (result, expected rows as (sku_meter, quantity, unit, model, token type))
+T_DAY = 1762646400  # 2025-11-09T00:00:00Z
+OPENAI_RESULTS = [
+    ({"object": "organization.usage.embeddings.result", "input_tokens": 16, "num_model_requests": 2,
+      "model": "text-embedding-3-small"},
+     [("embeddings input", 16, "tokens", "text-embedding-3-small", "input")]),
+    ({"object": "organization.usage.moderations.result", "input_tokens": 30, "num_model_requests": 3, "model": None},
+     [("moderations input", 30, "tokens", None, "input")]),
+    ({"object": "organization.usage.images.result", "images": 2, "num_model_requests": 2, "size": "1024x1024",
+      "source": "image.generation", "model": "dall-e-3"}, [("images images", 2, "images", "dall-e-3", None)]),
+    ({"object": "organization.usage.audio_speeches.result", "characters": 45, "num_model_requests": 1, "model": "tts-1"},
+     [("audio speeches characters", 45, "characters", "tts-1", None)]),
+    ({"object": "organization.usage.audio_transcriptions.result", "seconds": 20, "num_model_requests": 1,
+      "model": "whisper-1"}, [("audio transcriptions seconds", 20, "seconds", "whisper-1", None)]),
+    ({"object": "organization.usage.vector_stores.result", "usage_bytes": 1024, "project_id": "proj_a"},
+     [("vector stores bytes", 1024, "bytes", None, None)]),
+    ({"object": "organization.usage.code_interpreter_sessions.result", "num_sessions": 3, "project_id": None},
+     [("code interpreter sessions sessions", 3, "sessions", None, None)]),
+    ({"object": "organization.usage.file_searches.result", "num_requests": 7, "vector_store_id": "vs_1"},
+     [("file searches requests", 7, "requests", None, None)]),
+    ({"object": "organization.usage.web_searches.result", "num_model_requests": 2, "num_requests": 5,
+      "model": "gpt-4o-mini", "context_level": "medium"}, [("web searches requests", 5, "requests", "gpt-4o-mini", None)]),
+    # Types this reader has never seen: tokens are read as completions, else the first count, else kept bare.
+    ({"object": "organization.usage.responses.result", "input_tokens": 900, "input_cached_tokens": 100,
+      "output_tokens": 50, "model": "gpt-5"},
+     [("responses input", 800, "tokens", "gpt-5", "input"), ("responses cached input", 100, "tokens", "gpt-5", "cached_input"),
+      ("responses output", 50, "tokens", "gpt-5", "output")]),
+    ({"object": "organization.usage.container_sessions.result", "num_model_requests": 4, "num_sessions": 9},
+     [("container sessions sessions", 9, "sessions", None, None)]),
+    ({"object": "organization.usage.agent_minutes.result", "minutes": 12.5}, [("agent minutes minutes", 12.5, "minutes", None, None)]),
+    ({"object": "organization.usage.realtime_seats.result", "tier": "pro", "model": "gpt-realtime"},
+     [("realtime seats usage", None, None, "gpt-realtime", None)]),
+]
+
+
+def test_openai_every_usage_result_type_is_stored(tmp_path, db):
+    pages = [{"object": "page", "data": [{"object": "bucket", "start_time": T_DAY, "end_time": T_DAY + 86400,
+                                          "results": [result]}], "has_more": False, "next_page": None}
+             for result, _ in OPENAI_RESULTS]
+    (tmp_path / "pages").mkdir()
+    for i, page in enumerate(pages):
+        (tmp_path / "pages" / f"usage_{i:02d}.json").write_text(json.dumps(page))
+    report = ingest(db, tmp_path / "pages")
+    assert [(f.format, f.rejects, f.notes) for f in report.files] == [("openai-usage-json", 0, [])] * len(pages)
+    got = sorted(db.execute("SELECT sku_meter, consumed_quantity, consumed_unit, model, token_type FROM billing").fetchall(), key=str)
+    assert got == sorted((row for _, rows in OPENAI_RESULTS for row in rows), key=str)
+    # What no column holds is kept.
+    assert db.scalar("SELECT extras->>'context_level' FROM billing WHERE sku_meter = 'web searches requests'") == "medium"
+    assert db.scalar("SELECT extras->>'tier' FROM billing WHERE model = 'gpt-realtime'") == "pro"
+
+
+def openai_page(results, has_more=False, next_page=None):
+    return {"object": "page", "data": [{"object": "bucket", "start_time": T_DAY, "end_time": T_DAY + 86400,
+                                        "results": results}], "has_more": has_more, "next_page": next_page}
+
+
+def test_openai_page_with_more_to_fetch_is_an_incomplete_export(tmp_path, db):
+    result = {"object": "organization.usage.completions.result", "input_tokens": 100, "output_tokens": 10}
+    path = tmp_path / "usage.json"
+    path.write_text(json.dumps(openai_page([result], True, "page_AAAAAGdGxdEiJdKO")))
+    f = ingest(db, path).files[0]
+    assert f.stored == 2 and len(f.notes) == 1
+    assert "has_more: true" in f.notes[0] and "page=page_AAAAAGdGxdEiJdKO" in f.notes[0]
+    # Pages saved as JSON lines, the last one final: complete.
+    lines = tmp_path / "all.jsonl"
+    second = {**result, "input_tokens": 200}
+    lines.write_text(json.dumps(openai_page([result], True, "page_2")) + "\n" + json.dumps(openai_page([second])) + "\n")
+    assert ingest(db, lines).files[0].notes == []
+
+
+def test_openai_pages_with_nothing_say_why(tmp_path, db):
+    (tmp_path / "a").mkdir()
+    empty = tmp_path / "a" / "usage.json"
+    empty.write_text(json.dumps({"object": "page", "data": [], "has_more": False, "next_page": None}))
+    assert ingest(db, empty).files[0].notes == ["no time buckets (the data list is empty): nothing to store"]
+    quiet = tmp_path / "a" / "quiet.json"
+    quiet.write_text(json.dumps(openai_page([])))
+    assert ingest(db, quiet).files[0].notes == ["1 time bucket, all with an empty results list: no usage in that period"]
+    zero = tmp_path / "a" / "zero.json"
+    zero.write_text(json.dumps(openai_page([{"object": "organization.usage.completions.result", "input_tokens": 0,
+                                              "output_tokens": 0}])))
+    assert ingest(db, zero).files[0].notes == ["1 result, each with zero or no usage: nothing to store"]
 
 
 # ------------------------------------------------------------------------------------------ Anthropic
@@ -682,3 +769,35 @@ def test_cut_gzip_keeps_complete_pages(tmp_path, db):
                    for q in (r["input_tokens"] - r["input_cached_tokens"], r["input_cached_tokens"], r["output_tokens"]) if q)
     assert db.scalar("SELECT count(DISTINCT charge_period_start) FROM billing") == 4
     assert db.scalar("SELECT count(*) FROM billing") == 2 * per_page
+
+
+# ------------------------------------------------------------------------------------------ terminal
+
+def llmaudit(*args):
+    return subprocess.run([sys.executable, "-m", "llmaudit", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_terminal_names_incomplete_and_empty_exports(tmp_path):
+    page = tmp_path / "usage_completions.json"
+    cursor = "page_AAAAAGdGxdEiJdKOAAAAAGcqsYA="
+    page.write_text(json.dumps(openai_page([{"object": "organization.usage.completions.result", "input_tokens": 5,
+                                             "output_tokens": 1}], True, cursor)))
+    res = llmaudit("ingest", page, "--db", tmp_path / "s.duckdb")
+    assert res.returncode == 0, res.stderr
+    # One line, whatever the width: the cursor can be copied.
+    line = next(x for x in res.stdout.splitlines() if "incomplete export" in x)
+    assert line.startswith(f"  {page}: incomplete export") and f"page={cursor}" in line
+
+    header_only = tmp_path / "cur.csv"
+    header_only.write_text(",".join(CUR_LEGACY_HEADER) + "\n")
+    res = llmaudit("ingest", header_only, "--db", tmp_path / "t.duckdb")
+    assert res.returncode == 2
+    assert f"{header_only}: a header line and no rows: nothing to store" in res.stderr
+
+    cur = tmp_path / "cur-legacy.csv"
+    rows = cur_legacy_rows()
+    write_csv(cur, CUR_LEGACY_HEADER, rows)
+    res = llmaudit("ingest", cur, "--db", tmp_path / "u.duckdb")
+    assert res.returncode == 0, res.stderr
+    billed = sum(Decimal(r["lineItem/UnblendedCost"]) for r in rows)
+    assert f"Billed       {billed:,.2f} USD" in res.stdout and f"in {len(rows):,} charges" in res.stdout
