@@ -88,7 +88,7 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
     if not report.read_anything:
         # Nothing to audit is an input error, not a clean bill of health: every file unrecognized,
         # empty, or with every record rejected.
-        why = "; ".join(f"{f.path}: {f.first_reject or f.status}" for f in report.files[:5])
+        why = "; ".join(f"{f.path}: {f.first_reject or next(iter(f.notes), f.status)}" for f in report.files[:5])
         more = f" (and {len(report.files) - 5} more)" if len(report.files) > 5 else ""
         raise fail(f"nothing readable in {', '.join(paths)}: no trace, billing or metrics record could be read "
                    f"({why}{more})")

@@ -31,6 +31,7 @@ class FileResult:
     duplicates: int = 0
     rejects: int = 0
     first_reject: str | None = None
+    notes: list[str] = field(default_factory=list)  # the reader's words about the file (Batch.notes)
 
 
 @dataclass
@@ -167,6 +168,7 @@ class Ingestor:
         inflated = source.decompressed_size_hint() if gzipped else None
         for batch in fmt.read(source, ctx):
             result.records += batch.records
+            result.notes.extend(batch.notes)
             for table, related in batch.related.items():  # noqa: B007 (related is read by DuckDB)
                 if related is not None and related.num_rows:
                     con.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM related")

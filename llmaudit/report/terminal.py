@@ -76,6 +76,10 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
     if s.spans:
         console.print(Text("Services     " + (", ".join(s.services) or "none")))
     for b in s.billing:
+        if b.currency is None and not b.billed_cost:  # usage reports: quantities, no money
+            console.print(Text(f"Usage        {b.rows:,} usage records without a cost, {_period(b.period_start, b.period_end)}"
+                               f" ({', '.join(b.providers) or 'no provider'})"))
+            continue
         money = f"{b.billed_cost:,.2f} {b.currency or '(no currency)'}"
         effective = f", effective {b.effective_cost:,.2f}" if b.effective_cost is not None and b.effective_cost != b.billed_cost else ""
         console.print(Text(f"Billed       {money}{effective} in {b.rows:,} charges, {_period(b.period_start, b.period_end)}"
@@ -90,11 +94,13 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
             console.print(Text(f"  {f.path}: {_NOT_READ[f.status]}", style="yellow"))
         elif f.first_reject:
             console.print(Text(f"  {f.path}: {f.rejects:,} rejected; first: {f.first_reject}", style="yellow"))
-        elif f.status == "ingested" and not (f.stored or f.duplicates):
+        elif f.status == "ingested" and not (f.stored or f.duplicates) and not f.notes:
             console.print(Text(f"  {f.path}: read as {f.format}, but it holds no record of that format", style="yellow"))
         elif verbose:
             console.print(Text(f"  {f.path}: {f.status}" + (f" ({f.format}), {f.records:,} records, {f.stored:,} stored, "
                                                           f"{f.duplicates:,} duplicates" if f.format else "")))
+        for note in f.notes:  # on one line: it may hold a cursor to copy
+            console.print(Text(f"  {f.path}: {note}", style="yellow"), soft_wrap=True)
     if s.models:
         console.print()
         t = Table(title="Tokens by model", title_justify="left", show_edge=False)
