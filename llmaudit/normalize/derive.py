@@ -109,6 +109,10 @@ def llm_calls_sql() -> str:
     conv = conventions()
     ex = _Extractor()
     columns = {name: ex.column_expr(spec) for name, spec in conv["llm_calls"].items()}
+    # Operations as llm_calls names them (semantic-convention names), whatever spelling the span used.
+    op = columns["operation"]
+    columns["operation"] = ("CASE " + op + " " + " ".join(
+        f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in conv["operation_names"].items()) + f" ELSE {op} END")
     is_llm = ex.condition(conv["llm_span_when"])
     not_llm = ex.condition(conv["llm_span_unless"])
     prefilter = _prefilter(_keys_of(conv["llm_span_when"]))
@@ -147,8 +151,7 @@ def llm_calls_sql() -> str:
         lower(provider) AS provider,
         coalesce(request_model, response_model) AS model,  -- what the caller chose: stable across model snapshots
         request_model, response_model,
-        CASE operation WHEN 'LLM' THEN 'chat' WHEN 'EMBEDDING' THEN 'embeddings' WHEN 'embedding' THEN 'embeddings'
-                       WHEN 'completion' THEN 'text_completion' ELSE operation END AS operation,
+        operation,
         CASE {' '.join(kind_cases)} ELSE 'main' END AS call_kind,
         input_tokens, output_tokens,
         coalesce(cached_input_tokens, 0) AS cached_input_tokens,
