@@ -362,3 +362,13 @@ def test_js_span_dump_sdk1_shape_and_bad_records(tmp_path, store, ingest):
         ("[5]", "kind must be a SpanKind number 0-4, got 7")]
     assert store.execute("SELECT parent_span_id FROM spans WHERE name = 'ai.streamText.doStream'").fetchone() == (ids["str"],)
     assert store.scalar("SELECT span_id FROM spans WHERE name = 'POST /answer'") == ids["root"]
+
+
+def test_jaeger_api_error_answer_is_a_worded_reject(tmp_path, store, ingest):
+    path = tmp_path / "trace.json"
+    path.write_text(json.dumps({"data": None, "total": 0, "limit": 0, "offset": 0,
+                                "errors": [{"code": 404, "msg": "trace not found"}]}))
+    file = ingest(path, fmt="jaeger-json").files[0]
+    assert (file.stored, file.rejects) == (0, 1)
+    assert store.scalar("SELECT reason FROM rejects") == (
+        "Jaeger query API error: [{'code': 404, 'msg': 'trace not found'}]")
