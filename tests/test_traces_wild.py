@@ -372,3 +372,15 @@ def test_jaeger_api_error_answer_is_a_worded_reject(tmp_path, store, ingest):
     assert (file.stored, file.rejects) == (0, 1)
     assert store.scalar("SELECT reason FROM rejects") == (
         "Jaeger query API error: [{'code': 404, 'msg': 'trace not found'}]")
+
+
+def test_zipkin_half_reported_twice_is_stored_once_and_stays_linked(tmp_path, store, ingest):
+    client, server = zipkin_rpc()[1], zipkin_rpc()[2]
+    late = dict(client, annotations=[{"timestamp": T + 25_000, "value": "cr"}])  # the client half, reported again
+    path = tmp_path / "spans.json"
+    path.write_text(json.dumps([client, late, server, dict(server)]))
+    file = ingest(path).files[0]
+    assert (file.stored, file.duplicates) == (2, 2)
+    client_id = shared_client_id(TRACE.rjust(32, "0"), "c" * 16)
+    assert store.execute("SELECT span_id, parent_span_id, kind FROM spans ORDER BY kind").fetchall() == [
+        (client_id, TRACE, "client"), ("c" * 16, client_id, "server")]

@@ -102,18 +102,21 @@ def split_shared(rows: list[dict]) -> int:
     for (trace_id, span_id), halves in groups.items():
         if len(halves) < 2:
             continue
-        server = next((r for r in halves if r.get("shared")), None)
-        if server is not None:  # the flag says which half is the server's: the other is the client's
-            client = next((r for r in halves if r is not server and r["kind"] == "client"), None) or next(
-                (r for r in halves if r is not server and not r.get("shared")), None)
+        servers = [r for r in halves if r.get("shared")]
+        if servers:  # the flag marks the server's half: the others are the client's
+            clients = [r for r in halves if not r.get("shared")]
         else:
-            server = next((r for r in halves if r["kind"] == "server"), None)
-            client = next((r for r in halves if r["kind"] == "client"), None)
-        if server is None or client is None:
+            servers = [r for r in halves if r["kind"] == "server"]
+            clients = [r for r in halves if r["kind"] == "client"]
+        if not servers or not clients:
             continue  # the same span reported twice: stored once
-        client["span_id"] = shared_client_id(trace_id, span_id)
-        client["attributes"][SHARED_ID_ATTRIBUTE] = span_id
-        server["parent_span_id"] = client["span_id"]
+        client_id = shared_client_id(trace_id, span_id)
+        # A half reported twice is still one span: every copy is changed alike (and stored once).
+        for client in clients:
+            client["span_id"] = client_id
+            client["attributes"][SHARED_ID_ATTRIBUTE] = span_id
+        for server in servers:
+            server["parent_span_id"] = client_id
         split += 1
     return split
 
