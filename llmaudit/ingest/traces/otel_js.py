@@ -138,7 +138,7 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
         try:
             rows.append(_row(sp))
         except (BadRecord, AttributeError, TypeError, ValueError) as exc:
-            rejects.append(Reject(None, None, where, str(exc) or type(exc).__name__))
+            rejects.append(Reject(None, None if where else 0, where, str(exc) or type(exc).__name__))
     starts = inherit_starts([r["trace_id"] for r in rows], [r["span_id"] for r in rows],
                             [r["parent_span_id"] for r in rows], [r["start"] for r in rows])
     for row, start in zip(rows, starts):

@@ -109,7 +109,8 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
         try:
             rows.append(_row(sp, res_cache))
         except (BadRecord, AttributeError, TypeError, ValueError) as exc:
-            rejects.append(Reject(None, None, where or None, str(exc) or type(exc).__name__))
+            # A file of one span object: the record is the file, from byte 0.
+            rejects.append(Reject(None, None if where else 0, where or None, str(exc) or type(exc).__name__))
     split_shared(rows)
     starts = inherit_starts([r["trace_id"] for r in rows], [r["span_id"] for r in rows],
                             [r["parent_span_id"] for r in rows], [r["start"] for r in rows])
