@@ -31,7 +31,7 @@ def safe(value, limit: int = MAX_CELL) -> Text:
 
 def _window(s) -> str:
     if s.window_start is None:
-        return "no spans"
+        return "no span has a time" if s.spans else "no spans"
     return f"{s.window_start:%Y-%m-%d %H:%M} → {s.window_end:%Y-%m-%d %H:%M} UTC"
 
 
@@ -163,7 +163,7 @@ SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium":
 def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     """The analyze header (window, requests, spend, waste) and the findings by dollar impact."""
     t = doc.totals
-    window = "no spans" if doc.window.start is None else (
+    window = ("no span has a time" if t.requests else "no spans") if doc.window.start is None else (
         f"{doc.window.start:%Y-%m-%d %H:%M} → {doc.window.end:%Y-%m-%d %H:%M} UTC ({doc.window.days or 0:.1f} days)"
     )
     console.print()
