@@ -356,7 +356,9 @@ def rules_show(
         f"{'; ' + rule.severity_when if rule.severity_when else ''}, "
         f"needs {', '.join(rule.requires)}\n\n## Why\n{rule.summary}\n\n## Saving\n{rule.saving}\n\n"
         f"## Fix\n{rule.remediation}\n\n## Parameters\n{params}\n\n## References\n{refs}\n\n"
-        f"## SQL\n```sql\n{rule.sql.strip()}\n```\n\nFile: {rule.path}"
+        f"## SQL\n```sql\n{rule.sql.strip()}\n```\n\n"
+        + (f"## Skipped when this says why (not NULL)\n```sql\n{rule.skip_when.strip()}\n```\n\n" if rule.skip_when else "")
+        + f"File: {rule.path}"
     )
     out.print(Markdown(text))
 
