@@ -81,6 +81,7 @@ SHARED = {
     "--format": ("-f", r"^Output format on stdout"),
     "--output": ("-o", r"^Write "),
     "--input-format": (None, r"^Force one input format"),
+    "--scrape-time": (None, r"^The time of a metrics scrape saved without timestamps"),
     "--quiet": ("-q", r"^Print only the requested output and errors"),
     "--verbose": ("-v", r"^Print more"),
     "--fail-on": (None, r"^Exit 1 when a finding has this severity or higher"),

@@ -271,13 +271,19 @@ def _billing_sections(store: Store, headline: dict, extras: dict) -> None:
 def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult) -> None:
     """Provisioned and busy GPU-hours (by host and hour of day), serving peaks, and the self-hosted calls
     priced from GPU time."""
-    from llmaudit.metrics_capacity import gpu_hours, serving_peak_concurrency
+    from llmaudit.metrics_capacity import gpu_hours, inventory, serving_peak_concurrency
 
     hours = gpu_hours(store) if store.table_exists("gpu_busy_intervals") else []
     peaks = serving_peak_concurrency(store) if store.table_exists("serving_samples") else []
-    if not hours and not peaks:
+    seen = inventory(store)
+    if not hours and not peaks and not seen.gpus:
         return
     section: dict = {}
+    if not hours and seen.gpus and all(g.scrapes < 2 for g in seen.gpus):
+        # GPUs seen, but in one scrape each: no time is covered, so there are no GPU-hours to show.
+        models = sorted({g.gpu_model or "unknown model" for g in seen.gpus})
+        headline["GPU"] = (f"{len(seen.gpus)} GPU{'s' if len(seen.gpus) != 1 else ''} ({', '.join(models)}) seen in one "
+                           "scrape each (a snapshot): GPU-hours need more than one scrape")
     if hours:
         prices = {}
         if store.table_exists("gpu_device_prices"):
@@ -325,8 +331,13 @@ def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult)
                                "mean_running": _r(p.mean_running, 3), "p95_running": _r(p.p95_running, 2),
                                "peak_waiting": _r(p.peak_waiting, 1)} for p in peaks]
         top = max(peaks, key=lambda p: (p.peak_running or 0, p.host or "", p.model_name or ""))
-        headline["Serving"] = (f"{len(peaks)} model server(s); peak {top.peak_running or 0:,.0f} request(s) running"
-                               + (f" ({top.model_name} on {top.host})" if top.model_name else ""))
+        where = f" ({top.model_name} on {top.host or 'a server with no host label'})" if top.model_name else ""
+        if all(p.samples < 2 for p in peaks):  # one scrape: its load then, not a peak over time
+            headline["Serving"] = (f"{len(peaks)} model server(s) seen in one scrape (a snapshot): "
+                                   f"{top.peak_running or 0:,.0f} request(s) running then{where}; a peak needs more "
+                                   "than one scrape")
+        else:
+            headline["Serving"] = f"{len(peaks)} model server(s); peak {top.peak_running or 0:,.0f} request(s) running{where}"
     if store.table_exists("llm_calls"):
         calls, priced, cost = store.con.execute("""
             SELECT count(*), count(cost_usd), sum(cost_usd) FROM llm_calls WHERE coalesce(self_hosted, FALSE)""").fetchone()

@@ -51,7 +51,7 @@ def short_usd(value: float) -> str:
         return f"${value / 1e6:,.1f}M"
     if abs(value) >= 1e4:
         return f"${value / 1e3:,.1f}k"
-    return f"${value:,.2f}"
+    return usd(value)
 
 
 def short_num(value: float) -> str:
