@@ -371,3 +371,23 @@ def test_a_store_written_before_the_commitment_columns_gets_them_and_keeps_its_r
         write_ai_csv(tmp_path / "ai.csv", rows)
         assert ingest(store, tmp_path / "ai.csv").files[0].stored == 2
         assert store.scalar("SELECT count(*) FROM billing WHERE sku_price_details IS NOT NULL") == 2
+
+
+def test_usage_is_compared_on_its_amortized_cost(tmp_path):
+    """A Savings Plan as AWS bills it: the covered usage at its on-demand price (BilledCost 10.00, its
+    amortized plan rate 6.00 in EffectiveCost) and a negation of it (-10.00, amortized 0). Cash nets to 0;
+    the usage the traces are compared with is the plan's $6.00 a day, with or without a commitment id."""
+    _gpt_traces(tmp_path / "calls.otlp.jsonl", 2)
+    header = "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ServiceCategory," \
+             "ServiceProviderName,SkuMeter,ConsumedQuantity,ConsumedUnit\n"
+    body = ""
+    for d in (9, 10):
+        period = f"2025-11-{d:02d}T00:00:00Z,2025-11-{d + 1:02d}T00:00:00Z"
+        body += (f"10.00,6.00,USD,{period},Usage,AI and Machine Learning,OpenAI,gpt-4o-mini input tokens,66666667,Tokens\n"
+                 f"-10.00,0.00,USD,{period},Usage,AI and Machine Learning,OpenAI,gpt-4o-mini input tokens,0,Tokens\n")
+    (tmp_path / "bill.focus.csv").write_text(header + body, encoding="utf-8")
+    with Store() as store:
+        _audit(store, tmp_path)
+        rows = store.execute("""SELECT day::VARCHAR, billed_cost, effective_cost, usage_cost, round(gap, 6)
+                                FROM reconciliation WHERE model = 'gpt-4o-mini' ORDER BY day""").fetchall()
+        assert rows == [("2025-11-09", 0.0, 6.0, 6.0, round(6.0 - 0.024, 6)), ("2025-11-10", 0.0, 6.0, 6.0, round(6.0 - 0.024, 6))]

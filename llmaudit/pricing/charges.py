@@ -10,10 +10,12 @@ LLMA015 read instead of deciding it each on its own.
   without being infrastructure (the VMs, disks, load balancers and traffic of an ML workspace are
   billed in that category too).
 * committed: the charge is covered by (or buys) a commitment discount.
-* amortized_cost: BilledCost, or EffectiveCost where the charge draws on a commitment. Usage covered
+* amortized_cost: EffectiveCost, else BilledCost where a source gives no EffectiveCost. Usage covered
   by a prepayment is billed 0 and carries its share of the prepayment in EffectiveCost, while the
   purchase is billed in full with EffectiveCost 0: summing amortized_cost counts the prepaid money
   once, spread over the usage that drew it down, which is what traced calls can be compared with.
+  (On-demand charges cost the same either way; AWS CUR rows carry AWS's amortized cost, so a Savings
+  Plan's covered usage and its negation net to the plan's rate, not to 0.)
 """
 
 from __future__ import annotations
@@ -48,9 +50,7 @@ SELECT b.*,
             AND NOT regexp_matches(lower(concat_ws(' | ', b.charge_description, b.sku_meter, b.resource_type)),
                                    '{infrastructure}')), FALSE) AS model_api,
        coalesce(b.commitment_discount_id IS NOT NULL OR lower(b.pricing_category) = 'committed', FALSE) AS committed,
-       CASE WHEN b.commitment_discount_id IS NOT NULL OR lower(b.pricing_category) = 'committed'
-            THEN coalesce(b.effective_cost, b.billed_cost)
-            ELSE coalesce(b.billed_cost, b.effective_cost) END AS amortized_cost,
+       coalesce(b.effective_cost, b.billed_cost) AS amortized_cost,
        -- tokens the charge counts (NULL when it is not metered in tokens)
        CASE WHEN b.token_type IS NOT NULL OR regexp_matches(lower(coalesce(b.consumed_unit, '')), '{token_unit}')
             THEN b.consumed_quantity END AS billed_tokens

@@ -359,8 +359,9 @@ ORDER BY day, provider, model, currency
 
 def reconcile(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[dict]:
     """Build table `reconciliation`: per provider (as bills name it), model, day and currency, the
-    trace-estimated cost, the bill's model-API usage (usage_cost: amortized, so usage drawn from a
-    prepaid commitment counts at its effective cost; billed_cost and effective_cost beside it), the gap
+    trace-estimated cost, the bill's model-API usage (usage_cost: amortized, EffectiveCost else
+    BilledCost, so usage drawn from a prepaid commitment counts at its share of it; billed_cost and
+    effective_cost beside it), the gap
     (usage_cost - estimated) and the share of it the traces explain. Purchases (commitments), unused
     commitments, tax, credits and infrastructure are left out (view billing_spend). Models are
     matched on their base name (gpt-4o-2024-08-06 and gpt-4o meet), and providers by who bills them

@@ -251,9 +251,9 @@ def _billing_sections(store: Store, headline: dict, extras: dict) -> None:
     headline["Billed"] = text
     extras["reconciliation"] = {
         "days": {"first": str(start), "last": str(end)} if days else None,
-        "note": ("billed cost prorated to the traced days, amortized: usage drawn from a commitment at its effective "
-                 "cost, commitment purchases listed apart in full (not usage); currencies are never converted; trace "
-                 "estimates are USD list prices"),
+        "note": ("billed cost prorated to the traced days, amortized (EffectiveCost, else BilledCost): usage drawn from a "
+                 "commitment at its share of it, commitment purchases listed apart in full (not usage); currencies are "
+                 "never converted; trace estimates are USD list prices"),
         "billed": [{"currency": c, "model_api": bool(llm), "charge_kind": kind, "service_category": cat, "provider": p,
                     "billed": _r(v)} for c, llm, kind, cat, p, v in rows],
         "commitments": [{"currency": c, "provider": p, "description": what, "commitment_discount_id": cid,
