@@ -164,10 +164,10 @@ def candidates(rate_rps: float, service_s: float, output_tokens: float, *, targe
                scale_down_after_min: int) -> list[tuple[str, Policy, str]]:
     """Every signal, each with a warm floor of 0 and of 1: (name, policy, target unit)."""
     targets = {
-        "queue_depth": (max(1.0, rate_rps * service_s * target_share), "requests in flight per replica"),
-        "tokens_per_s": (rate_rps * output_tokens * target_share, "generated tokens/s per replica"),
-        "gpu_utilization": (target_share, "share of a replica's capacity in use"),
-        "requests_per_s": (rate_rps * target_share, "requests/s per replica"),
+        "queue_depth": (max(1.0, rate_rps * service_s * target_share), "requests in flight"),
+        "tokens_per_s": (rate_rps * output_tokens * target_share, "generated tokens/s"),
+        "gpu_utilization": (target_share, "of capacity in use"),
+        "requests_per_s": (rate_rps * target_share, "requests/s"),
     }
     out = []
     for floor in (0, 1):
