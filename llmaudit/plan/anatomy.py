@@ -168,7 +168,7 @@ def batching(ctx: PlanContext, servers: list[traffic.Server]) -> list[BatchingEf
         if tp is not None:
             class_fig = ctx.figure_assumed(Figure(
                 value=tp.decode_tokens_per_s / tp.gpus_per_replica, unit="generated tokens/s per GPU", source="assumed",
-                detail=f"{cls} on {gpu}: {tp.decode_source}"), f"{cls} on {gpu}: generated tokens/s per replica")
+                detail=tp.decode_source), f"{cls} on {gpu}: generated tokens/s per replica")
         hours: dict[int, list[float]] = {}
         for t, s, g in serving:
             h = hours.setdefault(t.hour, [0.0, 0.0])

@@ -232,7 +232,7 @@ def _breakeven(ctx: PlanContext, g: traffic.CallGroup, fit: WorkloadFit, server,
         rate = capacity.measured_rate(ctx, g.model)[0] or capacity.assumed_rate(ctx, class_name, ctx.gpu, g.mean_input,
                                                                                   g.mean_output)
         if rate is not None and rate.source == "assumed":
-            rate = ctx.figure_assumed(rate, f"{g.model} traffic on {class_name}: requests/s per replica")
+            rate = ctx.figure_assumed(rate, f"{g.feature} / {g.model} traffic on {class_name}: requests/s per replica")
         tp = classes.throughput(class_name, ctx.gpu)
         gpu, price, gpus = ctx.gpu, ctx.gpu_hour_usd, float(tp.gpus_per_replica if tp else 1)
     if rate is None or not rate.value:

@@ -103,17 +103,15 @@ def per_replica_rate(ctx: PlanContext, server: traffic.Server, gpu: str, mean_in
         return Figure(value=high, unit="requests/s per replica", source="observed",
                       detail="the most requests/s one replica completed in a scrape interval (vLLM metrics); requests "
                              "never waited, so this is a lower bound"), notes
-    notes.append(f"{server.model}: no capacity sweep, no serving metrics and no model class with a figure for {gpu}: "
-                 "replicas cannot be sized (run `llmaudit replay capacity`)")
+    notes.append(f"{server.model}: no capacity sweep, no completed-request counters in its metrics and no model class "
+                 f"with a figure for {gpu}: replicas cannot be sized (run `llmaudit replay capacity`)")
     return None, notes
 
 
-def peak_load(ctx: PlanContext, model: str, feature=traffic.ALL) -> PeakLoad:
+def peak_load(ctx: PlanContext, model: str, feature=traffic.ALL, hosts: list[str] | None = None) -> PeakLoad:
     hours = traffic.hourly(ctx.store, model, feature)
     if not hours:
-        return PeakLoad(busy_hour=None, busy_hour_requests_per_s=None, busy_hour_tokens_per_s=None,
-                        busy_hour_output_tokens_per_s=None, peak_minute=None, peak_minute_requests_per_s=None,
-                        p95_concurrency=None, max_concurrency=None)
+        return _metrics_peak(ctx, model, hosts or [])
     busy = max(hours, key=lambda h: (h.calls, -h.hour.timestamp()))
     minute, n = traffic.peak_minute(ctx.store, model, feature)
     p95, top = traffic.concurrency(ctx.store, model, busy.hour, busy.hour + timedelta(hours=1), feature)
@@ -121,6 +119,28 @@ def peak_load(ctx: PlanContext, model: str, feature=traffic.ALL) -> PeakLoad:
                     busy_hour_tokens_per_s=(busy.input_tokens + busy.output_tokens) / 3600,
                     busy_hour_output_tokens_per_s=busy.output_tokens / 3600, peak_minute=minute,
                     peak_minute_requests_per_s=n / 60, p95_concurrency=p95, max_concurrency=top)
+
+
+def _metrics_peak(ctx: PlanContext, model: str, hosts: list[str]) -> PeakLoad:
+    """No traces of the model: the peak from its vLLM counters, at the scrapes' resolution (labelled)."""
+    rows = traffic.metrics_load(ctx.store, hosts, model)
+    if not rows:
+        return PeakLoad(busy_hour=None, busy_hour_requests_per_s=None, busy_hour_tokens_per_s=None,
+                        busy_hour_output_tokens_per_s=None, peak_minute=None, peak_minute_requests_per_s=None,
+                        p95_concurrency=None, max_concurrency=None)
+    by_hour: dict = {}
+    for t, s, done, tok in rows:
+        h = by_hour.setdefault(t.replace(minute=0, second=0, microsecond=0), [0.0, 0.0])
+        h[0] += done
+        h[1] += tok
+    busy = max(by_hour, key=lambda h: (by_hour[h][0], -h.timestamp()))
+    top = max(rows, key=lambda r: (r[2] / r[1], -r[0].timestamp()))
+    ctx.notes.append(f"{model}: no traces of its calls, so its peak is the busiest scrape interval of the vLLM "
+                     "counters (requests completed), not the busiest minute")
+    return PeakLoad(busy_hour=busy, busy_hour_requests_per_s=by_hour[busy][0] / 3600,
+                    busy_hour_tokens_per_s=by_hour[busy][1] / 3600, busy_hour_output_tokens_per_s=None,
+                    peak_minute=top[0], peak_minute_requests_per_s=top[2] / top[1], p95_concurrency=None,
+                    max_concurrency=None)
 
 
 def server_gpu(ctx: PlanContext, server: traffic.Server) -> tuple[str, float, float]:
@@ -134,7 +154,7 @@ def server_capacity(ctx: PlanContext, server: traffic.Server, group_in: float, g
     from llmaudit.metrics_capacity import serving_peak_concurrency
 
     gpu, price, gpus = server_gpu(ctx, server)
-    peak = peak_load(ctx, server.model)
+    peak = peak_load(ctx, server.model, hosts=server.hosts)
     if server.has_serving_metrics:
         p95s = [p.p95_running for p in serving_peak_concurrency(ctx.store) if p.model_name == server.model
                 and p.host in server.hosts and p.p95_running is not None]

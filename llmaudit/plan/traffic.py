@@ -86,7 +86,7 @@ def window(store: Store) -> Window:
     if store.table_exists("llm_calls"):
         parts.append("SELECT min(start_time) AS a, max(coalesce(end_time, start_time)) AS b FROM llm_calls")
     if store.table_exists("metric_samples"):
-        parts.append("SELECT min(time), max(time) FROM metric_samples")
+        parts.append("SELECT min(time) AS a, max(time) AS b FROM metric_samples")
     if not parts:
         return Window(None, None, 0.0)
     start, end = store.con.execute(f"SELECT min(a), max(b) FROM ({' UNION ALL '.join(parts)})").fetchone()
@@ -223,9 +223,6 @@ def root_kinds(store: Store) -> dict[str | None, dict[str, int]]:
 def servers(store: Store, groups: list[CallGroup]) -> list[Server]:
     """Self-hosted models and their hosts: the hosts whose vLLM metrics name the model; else, with exactly
     one GPU host and one self-hosted model, that host."""
-    models = sorted({g.model for g in groups if g.self_hosted})
-    if not models:
-        return []
     served: dict[str, list[str]] = {}
     if store.table_exists("serving_samples"):
         for model, host in store.con.execute("""
@@ -233,6 +230,10 @@ def servers(store: Store, groups: list[CallGroup]) -> list[Server]:
                 WHERE metric = 'requests_running' AND model_name IS NOT NULL AND host IS NOT NULL
                 ORDER BY 1, 2""").fetchall():
             served.setdefault(model, []).append(host)
+    # Self-hosted models the traces call, and models vLLM metrics show served (with or without traces).
+    models = sorted({g.model for g in groups if g.self_hosted} | set(served))
+    if not models:
+        return []
     gpus: dict[str, list[tuple]] = {}
     if store.table_exists("gpu_device_prices"):
         for host, device, gpu_model, acc, usd in store.con.execute(
@@ -288,6 +289,23 @@ def serving_intervals(store: Store, hosts: list[str], model: str) -> list[tuple]
         FROM inc LEFT JOIN g ON g.host = inc.host AND g.time = inc.time
         WHERE inc.s > 0
         ORDER BY inc.prev_time, inc.host""", {"h": hosts, "m": model}).fetchall()
+
+
+def metrics_load(store: Store, hosts: list[str], model: str) -> list[tuple[datetime, float, float, float]]:
+    """Without traces, the load from the vLLM counters: per scrape time, over the model's hosts,
+    (start of the interval, seconds, requests completed, prompt + generated tokens)."""
+    if not hosts or not store.table_exists("serving_counter_increase"):
+        return []
+    rows = store.con.execute("""
+        SELECT prev_time, max(epoch(time - prev_time)),
+               coalesce(sum(increase) FILTER (WHERE metric = 'requests_succeeded'), 0),
+               coalesce(sum(increase) FILTER (WHERE metric IN ('prompt_tokens', 'generation_tokens')), 0)
+        FROM serving_counter_increase
+        WHERE host IN (SELECT unnest($h)) AND model_name = $m AND increase IS NOT NULL
+          AND metric IN ('requests_succeeded', 'prompt_tokens', 'generation_tokens')
+        GROUP BY prev_time HAVING max(epoch(time - prev_time)) > 0 ORDER BY prev_time""",
+                                 {"h": hosts, "m": model}).fetchall()
+    return [(t, float(s), float(done), float(tok)) for t, s, done, tok in rows]
 
 
 def replicas_over_time(store: Store, hosts: list[str], model: str, bucket_s: int = 300) -> list[tuple[datetime, int]]:
