@@ -34,12 +34,12 @@ def plan(
     gpu: Optional[str] = hidden_option("--gpu"),
 ):
     """Plan capacity and cost from a store: API or self-host, replicas at peak, scale-to-zero, autoscaling."""
-    from llmaudit.cli import open_store
     from llmaudit.normalize.derive import derive
     from llmaudit.plan.build import PlanOptions, build_plan
     from llmaudit.plan.classes import PlanError
     from llmaudit.plan.terminal import print_plan
     from llmaudit.report.outputs import ReportError, write_text
+    from llmaudit.store import Store, StoreError
 
     accelerator = accelerator or gpu  # --gpu: the issue's spelling of --accelerator
     if not db.exists():
@@ -47,9 +47,14 @@ def plan(
     settings = settings_for(config, prices, accelerator)
     opts = PlanOptions(slo_ttft_s=slo_ttft, slo_e2e_s=slo_e2e, headroom=headroom, ops_usd_per_month=ops_usd,
                        accelerator=accelerator, self_host_model=self_host_model)
-    with open_store(db) as store:
-        if prices is not None or accelerator is not None:
-            derive(store, settings)  # price the calls again with what was asked for
+    # A plan only reads the store (opened read-only), unless --prices asks to price the calls again.
+    try:
+        store = Store(db, read_only=prices is None)
+    except StoreError as exc:
+        raise fail(str(exc))
+    with store:
+        if prices is not None:
+            derive(store, settings)  # the user's prices (--accelerator is the plan's own GPU, not a repricing)
         try:
             doc = build_plan(store, opts, settings)
         except PlanError as exc:

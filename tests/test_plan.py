@@ -533,9 +533,12 @@ def test_every_assumed_figure_is_in_the_assumptions_of_every_output(sample_db, t
     for a in listed:
         assert a["name"][:30] in tail.replace("\n", " ") or a["name"].split(":")[0] in tail, a["name"]
     # The audit document carries the same plan (report --plan: the stored audit, same outputs as analyze).
-    out = tmp_path / "report.json"
-    res = runner.invoke(app, ["report", "--db", str(sample_db), "--plan", "--json", str(out), "-q"])
+    out, html, md = tmp_path / "report.json", tmp_path / "report.html", tmp_path / "report.md"
+    res = runner.invoke(app, ["report", "--db", str(sample_db), "--plan", "--json", str(out), "--html", str(html),
+                              "--markdown", str(md), "-q"])
     assert res.exit_code in (0, 1), res.output
+    # The HTML and Markdown leave the plan to a section of their own (not the generic extras): no raw plan keys.
+    assert "breakeven" not in html.read_text() and "breakeven" not in md.read_text()
     doc = json.loads(out.read_text())
     jsonschema.Draft202012Validator(json.loads(schema_path().read_text())).validate(doc)
     assert doc["extras"]["plan"]["assumptions"] == listed
@@ -571,6 +574,28 @@ def test_options_change_the_plan(sample_db):
     kinds = {a.name: a.kind for a in other.assumptions}
     assert kinds["headroom"] == "user" and kinds["ops cost"] == "user"
     assert "llama-3.1-8b on L40S: generated tokens/s per replica" in kinds
+    # --gpu is the issue's spelling of --accelerator; the plan leaves the store as it was.
+    before = sample_db.read_bytes()
+    res = CliRunner().invoke(app, ["plan", "--db", str(sample_db), "--gpu", "L40S", "--ops-usd", "1000", "--headroom", "0.5",
+                                   "-f", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["breakeven"] == json.loads(other.model_dump_json())["breakeven"]
+    assert sample_db.read_bytes() == before
+
+
+def test_a_price_file_prices_the_api_side(sample_db, tmp_path):
+    db = tmp_path / "store.duckdb"
+    shutil.copy(sample_db, db)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  openai:\n    gpt-4o: {input: 5, cached_input: 2.5, output: 20}\n")
+    res = CliRunner().invoke(app, ["plan", "--db", str(db), "--prices", str(prices), "-f", "json"])
+    assert res.exit_code == 0, res.output
+    with Store(sample_db) as store:
+        base = _row(build_plan(store, PlanOptions()), "/v1/support/chat", "gpt-4o")
+    row = _row_json(json.loads(res.output), "/v1/support/chat", "gpt-4o")
+    # Every gpt-4o price doubled: the API side doubles, and the break-even halves.
+    assert row["api"]["usd_per_month"] == pytest.approx(2 * base.api.usd_per_month, abs=0.02)
+    assert row["breakeven_multiple"] < base.breakeven_multiple
 
 
 def test_model_classes_have_a_source_for_every_figure():
@@ -638,3 +663,43 @@ def test_a_capacity_sweep_against_vllm_gives_the_plan_its_measured_per_replica_r
 
 def _row_json(plan, feature, model):
     return next(b for b in plan["breakeven"] if b["feature"] == feature and b["model"] == model)
+
+
+def test_metrics_alone_plan_a_pool_and_name_the_signal_its_replica_count_follows(tmp_path):
+    """No traces: two vLLM replicas of a model, the second up only 08:00-16:00 while requests queue; the pool
+    completes 60 requests every 5 minutes all day (one replica alone, or 30 each). The plan reads the load from
+    the counters, the capacity from the intervals in which requests waited, and sees the replica count move
+    with the queue, not with the (steady) completions."""
+    lines = []
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    labels = f'engine="0",model_name="{model}"'
+    done = {"node-a": 0, "node-b": 0}
+    for m in range(0, 24 * 60, 5):
+        t = T0 + timedelta(minutes=m)
+        busy = 8 <= t.hour < 16
+        for host in ("node-a", "node-b"):
+            if host == "node-b" and not busy:
+                continue
+            done[host] += 30 if busy else 60
+            running, waiting = (8.0, 4.0) if busy else (2.0, 0.0)
+            lines += [f'# scrape {_iso(t)} {{instance="{host}:8000",job="vllm"}}',
+                      f"vllm:num_requests_running{{{labels}}} {running!r}", f"vllm:num_requests_waiting{{{labels}}} {waiting!r}",
+                      f'vllm:request_success_total{{{labels},finished_reason="stop"}} {float(done[host])!r}',
+                      f"vllm:generation_tokens_total{{{labels}}} {float(done[host] * 50)!r}"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "pool.vllm.prom").write_text("\n".join(lines) + "\n")
+    ingest_folder(tmp_path / "s.duckdb", folder)
+    with Store(tmp_path / "s.duckdb") as store:
+        doc = build_plan(store, PlanOptions(accelerator="H100"))
+    (cap,) = doc.capacity
+    assert cap.model == model and cap.hosts == ["node-a", "node-b"] and cap.replicas_provisioned == 2
+    # While requests waited each replica completed 30 in 5 minutes: 0.1 requests/s is what one sustains.
+    assert cap.per_replica_rps.source == "observed" and cap.per_replica_rps.value == pytest.approx(0.1)
+    assert cap.peak.peak_minute_requests_per_s == pytest.approx(0.2)  # the pool's 60 in a 5-minute scrape
+    assert cap.replicas_needed == math.ceil(0.2 * 1.2 / 0.1 - 1e-9) == 3
+    assert any("no traces of its calls" in n for n in doc.notes)
+    (bt,) = doc.backtest
+    # Arrivals: the completions; the first scrape of each replica says nothing of what came before it.
+    assert bt.arrivals.startswith("the vLLM metrics") and bt.requests == pytest.approx(sum(done.values()) - 60 - 30, abs=2)
+    assert "follows queue depth (running + waiting)" in bt.current_scaling and "(1 to 2)" in bt.current_scaling

@@ -19,6 +19,7 @@ import heapq
 import math
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class SelfHostModel:
     """Self-hosting one workload: its hourly peaks and what a replica costs and serves."""
