@@ -146,7 +146,8 @@ def build_plan(store: Store, options: PlanOptions | None = None, settings=None) 
                          "does is not measured here")
 
     for server in servers:
-        bt = _backtest(ctx, server, caps[server.model], [fits[k] for k in fits if k[1] == server.model], by_model)
+        bt = _backtest(ctx, server, caps[server.model], [fits[k] for k in fits if k[1] == server.model], by_model,
+                       [g for g in groups if g.model == server.model])
         if bt is not None:
             doc.backtest.append(bt)
 
@@ -284,7 +285,8 @@ def _sizing(s: SelfHostSide) -> str:
 
 # ---------------------------------------------------------------- 5. backtest, per self-hosted server
 
-def _backtest(ctx: PlanContext, server, cap: ServerCapacity, fits: list[WorkloadFit], by_model: dict) -> ServerBacktest | None:
+def _backtest(ctx: PlanContext, server, cap: ServerCapacity, fits: list[WorkloadFit], by_model: dict,
+              groups: list[traffic.CallGroup]) -> ServerBacktest | None:
     rate = cap.per_replica_rps
     if not rate.value:
         return None
@@ -299,7 +301,6 @@ def _backtest(ctx: PlanContext, server, cap: ServerCapacity, fits: list[Workload
             return None
     n, _i, out_tokens = by_model.get(server.model, [0, 0, 0])
     mean_out = out_tokens / n if n else 0.0
-    groups = [g for g in traffic.call_groups(ctx.store) if g.model == server.model]
     durations = [g.mean_service_s for g in groups if g.mean_service_s]
     if durations:
         service = Figure(value=statistics.fmean(durations), unit="s", source="observed",
@@ -384,13 +385,13 @@ def _current_scaling(ctx: PlanContext, server) -> str:
     rows = traffic.serving_intervals(ctx.store, server.hosts, server.model)
     buckets: dict = {}
     for _h, t, s, gen, done, running, waiting in rows:
-        key = int(t.timestamp() // 300)
+        key = int(traffic.epoch_s(t) // 300)
         b = buckets.setdefault(key, [0.0, 0.0, 0.0, 0.0])
         b[0] += (running or 0) + (waiting or 0)
         b[1] += (gen or 0) / s
         b[2] += (done or 0) / s
         b[3] += 1
-    reps = {int(t.timestamp() // 300): n for t, n in series}
+    reps = dict(series)
     keys = [k for k in sorted(buckets) if k in reps]
     best = None
     for i, name in enumerate(("queue depth (running + waiting)", "generated tokens/s", "requests/s")):

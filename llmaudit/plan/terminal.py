@@ -13,7 +13,7 @@ from llmaudit.report.numbers import num, pct, usd
 def _t(title: str, *cols: str, left: int = 2) -> Table:
     t = Table(title=title, title_justify="left", show_edge=False)
     for i, c in enumerate(cols):
-        t.add_column(c, justify="left" if i < left else "right")
+        t.add_column(c, justify="left" if i < left else "right", overflow="fold")
     return t
 
 

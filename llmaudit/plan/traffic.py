@@ -8,7 +8,7 @@ what a self-hosted model server carries). Times are UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from llmaudit.replay.capacity import HOURS_PER_MONTH
 from llmaudit.store import Store
@@ -308,15 +308,21 @@ def metrics_load(store: Store, hosts: list[str], model: str) -> list[tuple[datet
     return [(t, float(s), float(done), float(tok)) for t, s, done, tok in rows]
 
 
-def replicas_over_time(store: Store, hosts: list[str], model: str, bucket_s: int = 300) -> list[tuple[datetime, int]]:
-    """How many of the model's hosts reported in each bucket: the replica count the metrics show."""
+def replicas_over_time(store: Store, hosts: list[str], model: str, bucket_s: int = 300) -> list[tuple[int, int]]:
+    """How many of the model's hosts reported in each bucket (numbered epoch seconds // bucket_s): the replica
+    count the metrics show."""
     if not hosts or not store.table_exists("serving_samples"):
         return []
     rows = store.con.execute("""
-        SELECT to_timestamp(floor(epoch(time) / $b) * $b) AS t, count(DISTINCT host)
+        SELECT CAST(floor(epoch(time) / $b) AS BIGINT) AS bucket, count(DISTINCT host)
         FROM serving_samples WHERE host IN (SELECT unnest($h)) AND model_name = $m AND metric = 'requests_running'
         GROUP BY 1 ORDER BY 1""", {"h": hosts, "m": model, "b": bucket_s}).fetchall()
-    return [(t, int(n)) for t, n in rows]
+    return [(int(b), int(n)) for b, n in rows]
+
+
+def epoch_s(t: datetime) -> float:
+    """Seconds since the epoch of a store time (UTC, without a zone)."""
+    return t.replace(tzinfo=timezone.utc).timestamp() if t.tzinfo is None else t.timestamp()
 
 
 def minute_floor(t: datetime) -> datetime:
