@@ -141,7 +141,7 @@ def ingest(
     list_written([db], quiet=quiet)
 
 
-def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs: list[Path]):
+def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs: list[Path], plan: bool = False):
     from llmaudit.audit import audit
     from llmaudit.report.document import build_document
     from llmaudit.rules.engine import all_rules, parse_overrides
@@ -153,7 +153,16 @@ def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs
         result = audit(store, settings, overrides=overrides, extra_rule_dirs=rule_dirs)
     except RuleError as exc:
         raise fail(str(exc))
-    return build_document(store, result, settings)
+    doc = build_document(store, result, settings)
+    if plan:
+        from llmaudit.plan.build import build_plan
+        from llmaudit.plan.classes import PlanError
+
+        try:
+            doc.extras["plan"] = build_plan(store, settings=settings).model_dump(mode="json")
+        except PlanError as exc:  # the audit stands without it
+            err.print(f"note: --plan: {exc}", markup=False, highlight=False)
+    return doc
 
 
 def _exit_for(doc, fail_on: Optional[Severity]) -> int:
@@ -184,6 +193,11 @@ def _emit(doc, *, output_format: ReportFormat, output: Optional[Path], json_path
             if header:
                 header(console)
             print_findings(console, doc, verbose=verbose)
+            if "plan" in doc.extras:
+                from llmaudit.plan.document import PlanDocument
+                from llmaudit.plan.terminal import print_plan
+
+                print_plan(console, PlanDocument.model_validate(doc.extras["plan"]))
             text = buffer.getvalue()
         if output:
             write_text(output, text)
@@ -209,6 +223,7 @@ RedactOption = typer.Option(False, "--redact", help="Hash the names of tenants, 
 SetOption = typer.Option([], "--set", metavar="RULE.PARAM=VALUE", help="Override a rule parameter, e.g. LLMA003.max_k=6 (repeatable).")
 RulesOption = typer.Option([], "--rules", metavar="DIR", help="An extra folder of rule files (repeatable).")
 StrictOption = typer.Option(False, "--strict", help="Any rejected record is an input error (exit 2).")
+PlanOption = typer.Option(False, "--plan", help="Add the capacity and cost plan (`llmaudit plan` with its defaults) to every output; JSON: extras.plan.")
 
 
 def _check_report_flags(fail_on_new: bool, baseline: Optional[Path]) -> None:
@@ -234,6 +249,7 @@ def analyze(
     input_format: Optional[str] = InputFormatOption,
     scrape_time: Optional[str] = ScrapeTimeOption,
     strict: bool = StrictOption,
+    with_plan: bool = PlanOption,
     quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
     prices: Optional[Path] = PricesOption,
@@ -249,7 +265,7 @@ def analyze(
     with open_store(db) as store:
         report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings,
                             scrape_time=scrape_time)
-        doc = _audit_document(store, settings, sets, rule_dirs)
+        doc = _audit_document(store, settings, sets, rule_dirs, plan=with_plan)
         header = None if quiet else (lambda console: print_ingest(console, report, store, db))
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
@@ -272,6 +288,7 @@ def report(
     redact: bool = RedactOption,
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
+    with_plan: bool = PlanOption,
     quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
     prices: Optional[Path] = PricesOption,
@@ -289,7 +306,7 @@ def report(
     with open_store(db) as store:
         if prices is not None or accelerator is not None:
             derive(store, settings)  # price again with what was asked for
-        doc = _audit_document(store, settings, sets, rule_dirs)
+        doc = _audit_document(store, settings, sets, rule_dirs, plan=with_plan)
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
                      verbose=verbose, quiet=quiet, written=written)
@@ -304,6 +321,10 @@ app.add_typer(pricing_app, name="pricing")
 from llmaudit.cli_replay import replay_app  # noqa: E402
 
 app.add_typer(replay_app, name="replay")
+
+from llmaudit.cli_plan import register as _register_plan  # noqa: E402
+
+_register_plan(app)
 
 rules_app = new_app("List, document and self-test the audit rules.")
 app.add_typer(rules_app, name="rules")

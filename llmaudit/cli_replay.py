@@ -86,8 +86,9 @@ def _fit_mode(text: Optional[str]):
 
 
 @contextmanager
-def _server(endpoint: Optional[str], launch: Optional[str], launch_timeout: float):
-    """The endpoint to use, starting (and finally stopping) a server when --launch is given."""
+def _server(endpoint: Optional[str], launch: Optional[str], launch_timeout: float, started: Optional[dict] = None):
+    """The endpoint to use, starting (and finally stopping) a server when --launch is given (`started`
+    then gets "s": the seconds it took to become healthy, a measured cold start)."""
     from llmaudit.replay.server import ServerError, endpoint_from_command, launched
 
     if not endpoint and not launch:
@@ -102,6 +103,8 @@ def _server(endpoint: Optional[str], launch: Optional[str], launch_timeout: floa
     try:
         with launched(launch, _base(url), timeout_s=launch_timeout) as srv:
             err.print(f"server healthy after {srv.started_s:.0f} s (log: {srv.log_path})", markup=False)
+            if started is not None:
+                started["s"] = srv.started_s
             yield url
         err.print("server stopped")
     except ServerError as exc:
@@ -455,7 +458,7 @@ def all_cmd(
 @command(replay_app, "capacity")
 def capacity_cmd(
     target: str = typer.Argument(..., metavar="FINDING|WORKLOAD", help="A finding (with --db) or a workload file whose request shapes are swept."),
-    db: Optional[Path] = db_option(detail=" that the audit wrote (for a finding)"),
+    db: Optional[Path] = db_option(detail=" that the audit wrote (for a finding); the sweep is stored in it for `llmaudit plan`"),
     endpoint: Optional[str] = EndpointOpt,
     launch: Optional[str] = LaunchOpt,
     launch_timeout: float = LaunchTimeoutOpt,
@@ -523,7 +526,8 @@ def capacity_cmd(
                   f"({_fmt(s['slo_attainment'], 3)} of {s['sent']}), TTFT p99 {_fmt(s['ttft_p99_s'])} s, "
                   f"e2e p99 {_fmt(s['e2e_p99_s'])} s, errors {s['errors']}")
 
-    with _server(endpoint, launch, launch_timeout) as url:
+    started: dict = {}
+    with _server(endpoint, launch, launch_timeout, started) as url:
         try:
             server = check_server(url, model)
             fitted, _notes, _scale = fit([("capacity", shapes)], server.max_model_len, _fit_mode(fit_context))
@@ -536,6 +540,20 @@ def capacity_cmd(
         res = sweep(shapes, cfg, on_step=on_step)
     plan = replicas(peak_rps, res.capacity_rps, provisioned, headroom=headroom, gpus_per_replica=gpus,
                     gpu_hour_usd=price.usd_per_hour)
+    stored = None
+    if db is not None and res.steps:
+        from llmaudit.replay.capacity_store import SweepContext, production_model_of, save_sweep
+
+        ctx = SweepContext(finding=finding.fingerprint if finding else None, rule_id=finding.rule_id if finding else None,
+                           production_model=(finding.scope.model if finding else None) or production_model_of(shapes),
+                           host=(finding.evidence.get("host") if finding else None), gpu=price.gpu,
+                           gpus_per_replica=gpus, gpu_hour_usd=price.usd_per_hour, server_start_s=started.get("s"),
+                           max_model_len=server.max_model_len)
+        try:
+            with _store(db, create=True) as store:
+                stored = save_sweep(store, res, shapes, ctx)
+        except ReplayError as exc:
+            raise fail(str(exc))
     t = Table(show_edge=False, title="capacity sweep")
     for c in ("rate req/s", "SLO", "attainment", "goodput/s", "TTFT p99", "e2e p99", "errors"):
         t.add_column(c, justify="right")
@@ -553,11 +571,16 @@ def capacity_cmd(
         doc = {"config": cfg.model_dump(exclude={"api_key"}), "server": server.model_dump(), "capacity_rps": res.capacity_rps,
                "steps": [{"rate": s.rate, "passed": s.passed, "summary": s.summary} for s in res.steps],
                "replicas": plan, "gpu": price.gpu, "gpu_hour_usd": price.usd_per_hour,
-               "finding": finding.fingerprint if finding else None, "interrupted": res.interrupted}
+               "finding": finding.fingerprint if finding else None, "interrupted": res.interrupted,
+               "capacity_id": stored}
         try:
             write_text(json_out, json.dumps(doc, indent=2, default=str) + "\n")
         except ReportError as exc:
             raise fail(str(exc))
+    if stored and not quiet:
+        out.print(f"stored in {db}: capacity sweep {stored}"
+                  + ("" if res.capacity_rps is not None and not res.interrupted else " (not a measurement: "
+                     + ("interrupted" if res.interrupted else "no rate met the SLO") + ")"), markup=False)
     list_written([json_out], quiet=quiet)
     if res.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)

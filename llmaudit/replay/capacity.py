@@ -53,6 +53,7 @@ class Step:
     rate: float
     passed: bool
     summary: dict[str, Any]
+    results: list = field(default_factory=list)  # the step's RequestResults (stored by capacity_store)
 
 
 @dataclass
@@ -109,7 +110,7 @@ async def sweep_async(shapes: Workload, cfg: CapacityConfig, *, stop: asyncio.Ev
             if opts.model is None:
                 opts.model = meas.model
             s = summarize(meas, slo_ttft_s=cfg.slo_ttft_s, slo_e2e_s=cfg.slo_e2e_s)
-            st = Step(rate=rate, passed=meets(s, cfg.slo_target), summary=s)
+            st = Step(rate=rate, passed=meets(s, cfg.slo_target), summary=s, results=meas.results)
             result.steps.append(st)
             if on_step:
                 on_step(st)

@@ -37,7 +37,7 @@ TEMPLATE = "report.html.j2"
 TOP_ROWS = 15            # rows per breakdown table before "N more"
 FINDING_CHARTS = 30      # per-finding charts for the costliest findings; a huge report stays light
 # Shown in extras but rendered by their own sections (or meaningless to a reader).
-_OWN_EXTRAS = {"baseline", "redaction", "headline", "content_scrubbed", "prices", "pricing"}
+_OWN_EXTRAS = {"baseline", "redaction", "headline", "content_scrubbed", "prices", "pricing", "plan"}  # plan: its own section (to come)
 
 # ------------------------------------------------------------------------------------------ data for charts
 def _has_spend(rows: list[BreakdownRow]) -> bool:

@@ -1,7 +1,7 @@
 """The JSON Schemas of what llmaudit writes as JSON, generated from the pydantic models.
 
-report_templates/report.schema.json (the audit document, `analyze --json`) and replay.schema.json (a
-replay's outcome, `replay --json`) are committed so that consumers (dashboards, other CI steps) can
+report_templates/report.schema.json (the audit document, `analyze --json`), replay.schema.json (a
+replay's outcome, `replay --json`) and plan.schema.json (`plan -f json`) are committed so that consumers (dashboards, other CI steps) can
 validate them without installing llmaudit. They are never edited by hand: a test fails when one
 differs from the models, and this script rewrites them.
 
@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from llmaudit.plan.document import PlanDocument
 from llmaudit.report.baseline import Comparison
 from llmaudit.report.document import SCHEMA_VERSION, AuditDocument
 from llmaudit.report.redact import RedactionInfo
@@ -24,8 +25,9 @@ from llmaudit.resources import data_dir
 
 SCHEMA_FILE = "report.schema.json"
 REPLAY_SCHEMA_FILE = "replay.schema.json"
+PLAN_SCHEMA_FILE = "plan.schema.json"
 # Sections of `extras` that llmaudit's own report modules write; other keys stay free-form.
-KNOWN_EXTRAS = {"baseline": Comparison, "redaction": RedactionInfo}
+KNOWN_EXTRAS = {"baseline": Comparison, "redaction": RedactionInfo, "plan": PlanDocument}
 
 
 def schema_path(name: str = SCHEMA_FILE) -> Path:
@@ -72,7 +74,21 @@ def replay_schema() -> dict:
     }
 
 
-SCHEMAS = {SCHEMA_FILE: document_schema, REPLAY_SCHEMA_FILE: replay_schema}
+def plan_schema() -> dict:
+    from llmaudit.plan.document import SCHEMA_VERSION as PLAN_VERSION
+
+    schema = PlanDocument.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "llmaudit plan",
+        "description": f"Output of `llmaudit plan -f json` and extras.plan of `analyze --plan` (schema_version "
+        f"{PLAN_VERSION}). Generated from llmaudit.plan.document.PlanDocument by `python -m llmaudit.report.schema "
+        "--write`; do not edit.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }
+
+
+SCHEMAS = {SCHEMA_FILE: document_schema, REPLAY_SCHEMA_FILE: replay_schema, PLAN_SCHEMA_FILE: plan_schema}
 
 
 def render_schema(name: str = SCHEMA_FILE) -> str:
