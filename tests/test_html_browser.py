@@ -165,14 +165,17 @@ def sample_report(tmp_path_factory) -> Path:
     from conftest import REPO
 
     out = tmp_path_factory.mktemp("sample-report") / "report.html"
-    res = subprocess.run([sys.executable, "-m", "llmaudit", "analyze", str(REPO / "sample_traces"), "--html", str(out), "-q"],
-                         capture_output=True, text=True, timeout=600)
+    # With the plan: its section is measured and validated with the rest.
+    res = subprocess.run([sys.executable, "-m", "llmaudit", "analyze", str(REPO / "sample_traces"), "--plan", "--html", str(out),
+                          "-q"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return out
 
 
 # For every table cell: the width of its longest word (measured with the cell's own font) against the
-# room the cell has. A cell narrower than one of its words wraps it mid-word or spills over.
+# room the cell has. A cell narrower than one of its words wraps it mid-word or spills over. Words are
+# read per text node, so a long web address that the report splits with <wbr> at its slashes counts as
+# the pieces it may wrap between.
 _CELLS_TOO_NARROW = """() => {
   const ctx = document.createElement("canvas").getContext("2d");
   const bad = [];
@@ -180,7 +183,10 @@ _CELLS_TOO_NARROW = """() => {
     const style = getComputedStyle(cell);
     ctx.font = style.font;
     const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    for (const word of (cell.innerText || "").split(/\\s+/)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    const words = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) words.push(...node.textContent.split(/\\s+/));
+    for (const word of words) {
       if (word && ctx.measureText(word).width > room + 1) {
         bad.push(`${word.slice(0, 40)} (${Math.round(ctx.measureText(word).width)} px in ${Math.round(room)} px)`);
         break;
@@ -219,6 +225,8 @@ def test_sample_report_layout_holds(browser_context, sample_report, width):
 def test_every_finding_has_its_chart_and_no_evidence_is_cut(browser_context, sample_report):
     page = Page(browser_context, sample_report)
     try:
+        plan = page.page.locator("section#plan")
+        assert plan.count() == 1 and "scale to zero" in plan.inner_text().lower()
         findings = page.page.locator("article.finding")
         assert findings.count() >= 10
         for i in range(findings.count()):

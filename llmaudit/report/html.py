@@ -285,6 +285,7 @@ def render_html(doc: AuditDocument) -> str:
         "top_savings": _top_savings(doc, finding_views),
         "basis_label": BASIS_LABEL,
         "inputs": _inputs_view(doc),
+        "plan": doc.extras.get("plan"),
         "breakdowns": [b for b in breakdowns if b],
         "findings": finding_views,
         "waste_chart": _waste_chart(doc),

@@ -321,6 +321,29 @@ def _plain(value, limit: int) -> str:
 
 
 
+def _plan_section(budget: "_Budget", plan: dict) -> None:
+    """The plan (analyze --plan) in short: each feature's side of the API/self-host break-even, what can
+    scale to zero, the recommended autoscaling policy; the HTML and JSON reports hold the rest."""
+    budget.add("\n### Plan\n\n")
+    side = {"api": "API", "self_host": "self-host", "unknown": "unknown"}
+    rows = [[md(b["feature"] if b["feature"] is not None else "untagged"), md(b["model"]),
+             usd(b["today_usd_per_month"], "n/a"), usd((b.get("api") or {}).get("usd_per_month"), "n/a"),
+             usd((b.get("self_host") or {}).get("usd_per_month"), "n/a"), side[b["side"]],
+             f"{num(b['breakeven_multiple'])}× today" if b["breakeven_multiple"] is not None else "never"]
+            for b in plan.get("breakeven", [])]
+    if rows:
+        _capped_table(budget, ["feature", "model", "today/month", "API/month", "self-host/month", "side", "break-even"], rows,
+                      ["l", "l", "r", "r", "r", "l", "r"], 20, "features")
+    for w in plan.get("scale_to_zero", []):
+        if w.get("scale_to_zero"):
+            budget.add(f"\nScale to zero: {md(w['feature'] or 'untagged')} ({md(w['workload_class'].replace('_', ' '))}) saves "
+                       f"{usd(w.get('usd_saved_per_month'), 'n/a')}/month.\n")
+    for s in plan.get("backtest", []):
+        budget.add(f"\nAutoscaling {md(s['model'])}: {md(s['recommendation'], 400)}\n")
+    budget.add(f"\n_{len(plan.get('assumptions', []))} assumed figures; every figure and its source in the HTML and JSON "
+               "reports._\n")
+
+
 def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
     """The CI Markdown for a document (a comparison in doc.extras['baseline'] adds the deltas)."""
     doc = scrub_content(doc)
@@ -338,6 +361,10 @@ def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
                  _measured_cell(f), md(f.message, 120)] for f in findings]
         _capped_table(budget, ["severity", "rule", "scope", "est. waste", "measured", "what"], rows,
                       ["l", "l", "l", "r", "r", "l"], TOP_FINDINGS, "findings")
+
+    plan = doc.extras.get("plan")
+    if plan:
+        _plan_section(budget, plan)
 
     problems = [(rid, f"skipped: {why}") for rid, why in doc.skipped_rules.items()] + \
                [(rid, f"failed: {why}") for rid, why in doc.rule_errors.items()]
