@@ -18,7 +18,8 @@ from rich.text import Text
 
 from llmaudit import __version__
 from llmaudit.cli_options import (AcceleratorOption, ConfigOption, FailOnOption, InputFormatOption, OutputOption,
-                                  PricesOption, QueryFormat, QuietOption, ReportFormat, Severity, VerboseOption,
+                                  PricesOption, QueryFormat, QuietOption, ReportFormat, ScrapeTimeOption, Severity,
+                                  VerboseOption,
                                   command, db_option, deprecated, format_option, hidden_option, list_written, new_app,
                                   settings_for)
 from llmaudit.cli_output import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, err, fail, out
@@ -56,8 +57,21 @@ def main(
     """llmaudit: a FinOps audit for LLM systems."""
 
 
+def _scrape_time_option(text: Optional[str]) -> dict:
+    """--scrape-time as the readers' option (microseconds since 1970, UTC)."""
+    if text is None:
+        return {}
+    from llmaudit.ingest.metrics.prom_text import scrape_time_to_us
+    from llmaudit.ingest.metrics.samples import BadLine
+
+    try:
+        return {"scrape_time_us": scrape_time_to_us(text)}
+    except BadLine as exc:
+        raise fail(f"--scrape-time: {exc}")
+
+
 def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bool, quiet: bool, settings: Settings,
-               show=None) -> IngestReport:
+               show=None, scrape_time: Optional[str] = None) -> IngestReport:
     """Ingest files with progress on stderr, then rebuild the derived tables. `show(report)` prints the
     summary: before the exit when --strict fails, so the summary still says what was stored."""
     from llmaudit.ingest.pipeline import Ingestor
@@ -66,6 +80,7 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
     from llmaudit.normalize.derive import derive
     from llmaudit.report.progress import ingest_progress
 
+    options = _scrape_time_option(scrape_time)
     try:
         sources = expand_paths(paths)
         if fmt:
@@ -76,7 +91,7 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
         raise fail(f"no input files found in {', '.join(paths)}")
     total = sum(s.size for s in sources)
     with ingest_progress(err, total, enabled=not quiet) as on_progress:
-        ingestor = Ingestor(store, force_format=fmt, strict=strict, on_progress=on_progress)
+        ingestor = Ingestor(store, force_format=fmt, strict=strict, on_progress=on_progress, options=options)
         report = ingestor.run(sources)
     if strict and report.failed_strict:
         if show is not None and not quiet:
@@ -88,7 +103,7 @@ def run_ingest(store: Store, paths: list[str], *, fmt: Optional[str], strict: bo
     if not report.read_anything:
         # Nothing to audit is an input error, not a clean bill of health: every file unrecognized,
         # empty, or with every record rejected.
-        why = "; ".join(f"{f.path}: {f.first_reject or f.status}" for f in report.files[:5])
+        why = "; ".join(f"{f.path}: {f.first_reject or next(iter(f.notes), f.status)}" for f in report.files[:5])
         more = f" (and {len(report.files) - 5} more)" if len(report.files) > 5 else ""
         raise fail(f"nothing readable in {', '.join(paths)}: no trace, billing or metrics record could be read "
                    f"({why}{more})")
@@ -101,6 +116,7 @@ def ingest(
     paths: list[str] = typer.Argument(..., metavar="PATH", help="Files, directories (recursive), globs; .gz is read as is."),
     db: Optional[Path] = db_option(detail=" to write (created if missing; default: a temporary store, deleted at exit)"),
     input_format: Optional[str] = InputFormatOption,
+    scrape_time: Optional[str] = ScrapeTimeOption,
     strict: bool = typer.Option(False, "--strict", help="Any rejected record fails its file (nothing stored from it) and exits 2."),
     quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
@@ -118,7 +134,8 @@ def ingest(
         def show(report):
             print_ingest(out, report, store, db, verbose=verbose)
 
-        report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings, show=show)
+        report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings, show=show,
+                            scrape_time=scrape_time)
         if not quiet:
             show(report)
     list_written([db], quiet=quiet)
@@ -215,6 +232,7 @@ def analyze(
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
     input_format: Optional[str] = InputFormatOption,
+    scrape_time: Optional[str] = ScrapeTimeOption,
     strict: bool = StrictOption,
     quiet: bool = QuietOption,
     verbose: bool = VerboseOption,
@@ -229,7 +247,8 @@ def analyze(
     settings = settings_for(config, prices, accelerator)
     written: list = []
     with open_store(db) as store:
-        report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings)
+        report = run_ingest(store, paths, fmt=input_format, strict=strict, quiet=quiet, settings=settings,
+                            scrape_time=scrape_time)
         doc = _audit_document(store, settings, sets, rule_dirs)
         header = None if quiet else (lambda console: print_ingest(console, report, store, db))
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
@@ -337,7 +356,9 @@ def rules_show(
         f"{'; ' + rule.severity_when if rule.severity_when else ''}, "
         f"needs {', '.join(rule.requires)}\n\n## Why\n{rule.summary}\n\n## Saving\n{rule.saving}\n\n"
         f"## Fix\n{rule.remediation}\n\n## Parameters\n{params}\n\n## References\n{refs}\n\n"
-        f"## SQL\n```sql\n{rule.sql.strip()}\n```\n\nFile: {rule.path}"
+        f"## SQL\n```sql\n{rule.sql.strip()}\n```\n\n"
+        + (f"## Skipped when this says why (not NULL)\n```sql\n{rule.skip_when.strip()}\n```\n\n" if rule.skip_when else "")
+        + f"File: {rule.path}"
     )
     out.print(Markdown(text))
 

@@ -133,11 +133,14 @@ OUTPUT_HELP = "Write the --format output to this file instead of stdout."
 QUIET_HELP = "Print only the requested output and errors: no progress, summaries, notes or list of written files."
 VERBOSE_HELP = "Print more: evidence, examples and fixes of findings, per-file details."
 FAIL_ON_HELP = "Exit 1 when a finding has this severity or higher (case-insensitive)."
+SCRAPE_TIME_HELP = ("The time of a metrics scrape saved without timestamps or '# scrape' lines (what curl /metrics "
+                    "saves): ISO 8601 (no zone: UTC) or unix seconds (default: the file's modification time).")
 
 ConfigOption = typer.Option(None, "--config", metavar="FILE", help=CONFIG_HELP)
 PricesOption = typer.Option(None, "--prices", metavar="FILE", help=PRICES_HELP)
 AcceleratorOption = typer.Option(None, "--accelerator", metavar="GPU", help=ACCELERATOR_HELP)
 InputFormatOption = typer.Option(None, "--input-format", metavar="FORMAT", help=INPUT_FORMAT_HELP)
+ScrapeTimeOption = typer.Option(None, "--scrape-time", metavar="TIME", help=SCRAPE_TIME_HELP)
 OutputOption = typer.Option(None, "--output", "-o", metavar="FILE", help=OUTPUT_HELP)
 QuietOption = typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
 VerboseOption = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP)

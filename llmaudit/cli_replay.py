@@ -22,6 +22,7 @@ from rich.table import Table
 from llmaudit.cli_options import (AcceleratorOption, ConfigOption, Group, PricesOption, QuietOption, command,
                                   db_option, deprecated, hidden_option, list_written, new_app, settings_for)
 from llmaudit.cli_output import EXIT_FINDINGS, EXIT_INTERRUPTED, err, fail, out
+from llmaudit.report.numbers import usd
 
 # All-in-one: a recorded workload longer than this is compressed to it unless a rescale is given
 # (a day of traffic replayed in real time would take a day).
@@ -130,10 +131,8 @@ def _fmt(x: Any, nd: int = 3) -> str:
 
 
 def _usd(x: float | None) -> str:
-    if x is None:
-        return "-"
     # Small replayed samples give small sums: show them, rather than $0.00.
-    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}"
+    return usd(x, "-", precise=True)
 
 
 def _print_workloads(workloads, transformation: str | None, notes: list[str], production: int | None,

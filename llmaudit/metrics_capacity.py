@@ -9,7 +9,13 @@ serving_peak_concurrency: per server (host) and model, the most requests running
 first happened, and the spread (mean, p95), with waiting requests alongside.
 
 Both accept a DuckDB connection or a Store, and optional start/end bounds (datetime, aware or UTC-naive,
-or ISO 8601 text): start inclusive, end exclusive.
+or ISO 8601 text): start inclusive, end exclusive. Both measure between scrapes: a GPU seen in one scrape
+covers no time (it has no GPU-hours), and a server's "peak" over one scrape is just its load then.
+
+inventory: what one scrape already shows (views gpu_inventory, served_models, serving_counter_totals):
+the GPUs, the models served with their counters since start, and how many scrapes each was seen in.
+`Inventory.snapshot` is true when something was seen and nothing in more than one scrape: then whatever
+needs a time series (idle GPU-hours, replicas over time) says so instead of measuring nothing.
 """
 
 from __future__ import annotations
@@ -125,3 +131,65 @@ def serving_peak_concurrency(con, start=None, end=None) -> list[ServingPeak]:
     """Peak, mean and p95 of running requests per host and model, with waiting requests."""
     rows = _con(con).execute(_PEAK_SQL, {"start": _utc(start), "end": _utc(end)}).fetchall()
     return [ServingPeak(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class GpuSeen:
+    host: str | None
+    device: str
+    gpu_model: str | None
+    uuid: str | None
+    scrapes: int                    # distinct sample times
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ServerSeen:
+    host: str | None                # NULL for a raw /metrics scrape (vLLM names no host)
+    model_name: str
+    scrapes: int
+    first_seen: datetime
+    last_seen: datetime
+    since_start: dict[str, float]   # serving counters at the last scrape (prompt_tokens, requests_succeeded, ...)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    gpus: list[GpuSeen]
+    servers: list[ServerSeen]
+
+    @property
+    def snapshot(self) -> bool:
+        """Something was seen, and nothing in more than one scrape."""
+        seen = [*self.gpus, *self.servers]
+        return bool(seen) and all(x.scrapes < 2 for x in seen)
+
+    @property
+    def snapshot_times(self) -> tuple[datetime, datetime] | None:
+        times = [x.first_seen for x in (*self.gpus, *self.servers)]
+        return (min(times), max(times)) if times else None
+
+
+def _exists(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
+def inventory(con) -> Inventory:
+    """The GPUs and model servers in the metrics, with how many scrapes each was seen in."""
+    con = _con(con)
+    if not _exists(con, "gpu_inventory"):
+        return Inventory([], [])
+    gpus = [GpuSeen(*row) for row in con.execute("""
+        SELECT host, device, gpu_model, uuid, scrapes, first_seen, last_seen FROM gpu_inventory
+        ORDER BY host NULLS FIRST, device""").fetchall()]
+    counters: dict = {}
+    for host, model, metric, value in con.execute("""
+            SELECT host, model_name, metric, value FROM serving_counter_totals
+            ORDER BY host NULLS FIRST, model_name, metric""").fetchall():
+        counters.setdefault((host, model), {})[metric] = value
+    servers = [ServerSeen(host, model, scrapes, first, last, counters.get((host, model), {}))
+               for host, model, scrapes, first, last in con.execute("""
+                   SELECT host, model_name, scrapes, first_seen, last_seen FROM served_models
+                   ORDER BY host NULLS FIRST, model_name""").fetchall()]
+    return Inventory(gpus, servers)

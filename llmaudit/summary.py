@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from llmaudit.metrics_capacity import Inventory, inventory
 from llmaudit.store import Store
 
 
@@ -45,6 +46,16 @@ class MetricsSource(BaseModel):
     end: datetime | None
 
 
+class MetricFile(BaseModel):
+    path: str
+    format: str
+    samples: int                  # stored from this file
+    scrapes: int                  # distinct sample times among them
+    time_source: str              # sample timestamps | # scrape lines | --scrape-time | file modification time
+    scrape_time: datetime | None  # the time given to samples without one (--scrape-time or the file's time)
+    blank_values: int             # DCGM blank sentinels stored as NULL
+
+
 class StoreSummary(BaseModel):
     files: list[FormatCount]
     spans: int
@@ -59,6 +70,8 @@ class StoreSummary(BaseModel):
     models: list[ModelUsage]
     billing: list[BilledTotal] = []       # one per currency: never added across currencies
     metrics: list[MetricsSource] = []
+    metric_files: list[MetricFile] = []
+    inventory: Inventory = Inventory([], [])
 
 
 def summarize(store: Store) -> StoreSummary:
@@ -116,4 +129,17 @@ def summarize(store: Store) -> StoreSummary:
                           count(DISTINCT (host, device)) FILTER (WHERE device IS NOT NULL), min(time), max(time)
                    FROM metric_samples GROUP BY source ORDER BY source""").fetchall()
         ],
+        metric_files=[
+            MetricFile(path=p, format=f, samples=n or 0, scrapes=k or 0,
+                       time_source=t or "not recorded (ingested by an older llmaudit)", scrape_time=st, blank_values=b or 0)
+            for p, f, n, k, t, st, b in q(
+                """SELECT l.path, l.format, l.rows_stored, c.scrapes, m.time_source, m.scrape_time, m.blank_values
+                   FROM ingest_log l
+                   LEFT JOIN metric_files m USING (file_id)
+                   LEFT JOIN (SELECT file_id, count(DISTINCT time) AS scrapes FROM metric_samples GROUP BY file_id) c
+                     USING (file_id)
+                   WHERE l.kind = 'metrics' AND (m.file_id IS NOT NULL OR c.file_id IS NOT NULL)
+                   ORDER BY l.path, l.file_id""").fetchall()
+        ],
+        inventory=inventory(store),
     )

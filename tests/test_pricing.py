@@ -349,6 +349,33 @@ def test_reconciliation_finds_a_planted_gap(tmp_path, db, catalog):
     assert {(t["provider"], t["currency"]) for t in totals} == {("openai", "USD"), ("aws", "USD"), ("aws", "EUR")}
 
 
+def test_reconciliation_meets_bedrock_calls_in_a_cur(tmp_path, db, catalog):
+    """A CUR names Bedrock models by usage type (USE1-Claude4.5Sonnet-...): its rows meet the aws.bedrock calls of
+    the same model; the account's other services (S3 here) are not model spend."""
+    traces = [trace("/kb", lambda t, r: [call(t, r, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "aws.bedrock",
+                                              usage=(200_000, 10_000))])]
+    load(db, tmp_path, traces)
+    price(db, catalog)
+    traced = db.scalar("SELECT cost_usd FROM llm_calls")
+    header = ("lineItem/LineItemType,lineItem/UsageStartDate,lineItem/UsageEndDate,lineItem/ProductCode,lineItem/UsageType,"
+              "lineItem/Operation,lineItem/UsageAmount,lineItem/CurrencyCode,lineItem/UnblendedCost,product/ProductName\n")
+    lines = [("USE1-Claude4.5Sonnet-input-tokens", "200000", traced * 0.6), ("USE1-Claude4.5Sonnet-output-tokens", "10000", traced * 0.4 + 3.0),
+             ("USE1-Claude3Haiku-input-tokens", "1000000", 0.25)]
+    body = "".join(f"Usage,2025-11-09T00:00:00Z,2025-11-09T01:00:00Z,AmazonBedrock,{u},InvokeModelInference,{a},USD,{c!r},Amazon Bedrock\n"
+                   for u, a, c in lines)
+    body += "Usage,2025-11-09T00:00:00Z,2025-11-09T01:00:00Z,AmazonS3,USE1-TimedStorage-ByteHrs,StandardStorage,9,USD,40.0,Amazon Simple Storage Service\n"
+    (tmp_path / "cur.csv").write_text(header + body)
+    Ingestor(db, workers=1).run(expand_paths([str(tmp_path / "cur.csv")]))
+    with db.transaction() as con:
+        cost.reconcile(con, catalog)
+    rows = {m: (tc, bc, gap) for m, tc, bc, gap in db.execute(
+        "SELECT model, trace_cost, billed_cost, gap FROM reconciliation WHERE provider = 'aws'").fetchall()}
+    assert set(rows) == {"claude-sonnet-4-5", "claude-3-haiku"}
+    tc, bc, gap = rows["claude-sonnet-4-5"]
+    assert close(tc, traced) and close(bc, traced + 3.0, 1e-9) and close(gap, 3.0, 1e-9)
+    assert rows["claude-3-haiku"] == (None, 0.25, 0.25)
+
+
 # ---------------------------------------------------------------------------------- breakdowns
 
 def test_cost_views(tmp_path, db, catalog):

@@ -30,6 +30,9 @@ class Batch:
     # Rows for other tables that the main rows refer to (e.g. the resources of spans), by table; a
     # row already stored (same key) is kept as it is.
     related: dict[str, pa.Table] = field(default_factory=dict)
+    # What the reader has to say about the file as a whole, shown with its name: why it stored nothing,
+    # an export that is incomplete.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

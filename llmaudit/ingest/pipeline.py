@@ -31,6 +31,7 @@ class FileResult:
     duplicates: int = 0
     rejects: int = 0
     first_reject: str | None = None
+    notes: list[str] = field(default_factory=list)  # the reader's words about the file (Batch.notes)
 
 
 @dataclass
@@ -73,8 +74,10 @@ class Ingestor:
     """Reads sources into a store. Worker processes are started only for large files."""
 
     def __init__(self, store: Store, *, force_format: str | None = None, strict: bool = False,
-                 workers: int | None = None, on_progress: Callable[..., None] | None = None):
+                 workers: int | None = None, on_progress: Callable[..., None] | None = None,
+                 options: dict | None = None):
         self.store = store
+        self.options = dict(options or {})  # per-run reader options (ReadContext.options), e.g. scrape_time_us
         self.force = registry.by_name(force_format) if force_format else None
         self.strict = strict
         self.workers = workers or max(1, min(os.cpu_count() or 1, 8))
@@ -156,7 +159,7 @@ class Ingestor:
     def _ingest(self, con, source: Source, digest: str, fmt: Format) -> FileResult:
         path = str(source.path)
         file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
-        ctx = ReadContext(file_id=file_id, workers=self.workers, pool=self._get_pool)
+        ctx = ReadContext(file_id=file_id, workers=self.workers, pool=self._get_pool, options=self.options)
         result = FileResult(path, "ingested", fmt.name, fmt.kind)
         total_bytes = 0
         # Progress is counted in on-disk bytes. A gzip file advances in proportion to its decompressed
@@ -167,6 +170,7 @@ class Ingestor:
         inflated = source.decompressed_size_hint() if gzipped else None
         for batch in fmt.read(source, ctx):
             result.records += batch.records
+            result.notes.extend(batch.notes)
             for table, related in batch.related.items():  # noqa: B007 (related is read by DuckDB)
                 if related is not None and related.num_rows:
                     con.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM related")

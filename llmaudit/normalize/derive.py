@@ -73,15 +73,15 @@ class _Extractor:
         return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
 
 
-def _prefilter(keys: list[str]) -> str:
-    """A cheap substring test that every candidate span passes (skips JSON parsing for the rest)."""
-    prefixes = sorted({k.split(".")[0] + "." for k in keys})
-    patterns = [sql_str('%"' + p + "%") for p in prefixes]
-    return " OR ".join(f"attributes LIKE {pat}" for pat in patterns)
-
-
-def _keys_of(clauses) -> list[str]:
-    return [c["key"] for c in clauses]
+def _prefilter(clauses: list[dict]) -> str:
+    """A cheap test that every candidate span passes (skips JSON parsing for the rest): a substring of
+    its attributes, or for a clause that names `span_name_prefix`, the start of its name (cheaper still:
+    one more substring test would scan every span's attributes once more)."""
+    prefixes = sorted({c["key"].split(".")[0] + "." for c in clauses if "span_name_prefix" not in c})
+    tests = [f"attributes LIKE {sql_str('%' + chr(34) + p + '%')}" for p in prefixes]
+    names = sorted({c["span_name_prefix"] for c in clauses if "span_name_prefix" in c})
+    tests += [f"starts_with(name, {sql_str(n)})" for n in names]
+    return " OR ".join(tests)
 
 
 def _input_hash_sql(ex: _Extractor, keys: list[str]) -> str:
@@ -109,9 +109,13 @@ def llm_calls_sql() -> str:
     conv = conventions()
     ex = _Extractor()
     columns = {name: ex.column_expr(spec) for name, spec in conv["llm_calls"].items()}
+    # Operations as llm_calls names them (semantic-convention names), whatever spelling the span used.
+    op = columns["operation"]
+    columns["operation"] = ("CASE " + op + " " + " ".join(
+        f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in conv["operation_names"].items()) + f" ELSE {op} END")
     is_llm = ex.condition(conv["llm_span_when"])
     not_llm = ex.condition(conv["llm_span_unless"])
-    prefilter = _prefilter(_keys_of(conv["llm_span_when"]))
+    prefilter = _prefilter(conv["llm_span_when"])
     hosted = ", ".join(sql_str(p) for p in conv["self_hosted_providers"])
     kind_cases = []
     for rule in conv["call_kinds"]:
@@ -147,8 +151,7 @@ def llm_calls_sql() -> str:
         lower(provider) AS provider,
         coalesce(request_model, response_model) AS model,  -- what the caller chose: stable across model snapshots
         request_model, response_model,
-        CASE operation WHEN 'LLM' THEN 'chat' WHEN 'EMBEDDING' THEN 'embeddings' WHEN 'embedding' THEN 'embeddings'
-                       WHEN 'completion' THEN 'text_completion' ELSE operation END AS operation,
+        operation,
         CASE {' '.join(kind_cases)} ELSE 'main' END AS call_kind,
         input_tokens, output_tokens,
         coalesce(cached_input_tokens, 0) AS cached_input_tokens,
@@ -306,7 +309,7 @@ def retrievals_sql() -> str:
     ex = _Extractor()
     is_retrieval = ex.condition(conv["when"])
     cols = {name: ex.column_expr(spec) for name, spec in conv["columns"].items()}
-    prefilter = _prefilter(_keys_of(conv["when"]))
+    prefilter = _prefilter(conv["when"])
     kind_expr = (
         f"CASE WHEN {ex.ref('openinference.span.kind')} = 'RERANKER' "
         f"OR {ex.ref('llm.request.type')} = 'rerank' THEN 'reranker' ELSE 'retriever' END"

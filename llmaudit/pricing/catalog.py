@@ -249,10 +249,17 @@ class Catalog:
         return sorted(rows, key=lambda e: (self._rank.get(e.provider, len(self._rank)), e.provider, e.model))
 
     def family(self, provider: str | None) -> str | None:
-        """The catalog provider for a telemetry provider name (aws.bedrock -> bedrock), or None."""
+        """The catalog provider for a telemetry provider name (aws.bedrock -> bedrock), or None. A name
+        not listed is tried without its last dotted part, then the next: the Vercel AI SDK writes the
+        provider and its API (openai.responses -> openai, google.vertex.chat -> google.vertex)."""
         if not provider:
             return None
-        return self._family.get(canon(provider))
+        name = canon(provider)
+        while True:
+            family = self._family.get(name)
+            if family is not None or "." not in name:
+                return family
+            name = name.rsplit(".", 1)[0]
 
     def bills_as(self, provider: str | None) -> str | None:
         """The billing.provider code that bills calls of this telemetry provider (aws.bedrock -> aws)."""

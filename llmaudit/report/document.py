@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from llmaudit import __version__
 from llmaudit.findings.model import Finding
+from llmaudit.report.finding_charts import FindingChart, finding_charts
 from llmaudit.rules.engine import RunResult, as_utc
 from llmaudit.store import Store
 
@@ -107,6 +108,10 @@ class AuditDocument(BaseModel):
     skipped_rules: dict[str, str]
     rule_errors: dict[str, str]
     breakdowns: dict[str, list[BreakdownRow]]
+    charts: dict[str, FindingChart] = Field(default_factory=dict, description="each finding's chart data, by fingerprint")
+    tag_keys: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "the attributes a request's feature and tenant were read from (config feature_keys, tenant_keys): calls with "
+        "none of them are untagged"))
     prices: PriceProvenance | None = None
     extras: dict[str, Any] = Field(default_factory=dict, description="sections added by other modules (billing, GPU, replay)")
 
@@ -230,13 +235,19 @@ def _billing_sections(store: Store, headline: dict, extras: dict) -> None:
 def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult) -> None:
     """Provisioned and busy GPU-hours (by host and hour of day), serving peaks, and the self-hosted calls
     priced from GPU time."""
-    from llmaudit.metrics_capacity import gpu_hours, serving_peak_concurrency
+    from llmaudit.metrics_capacity import gpu_hours, inventory, serving_peak_concurrency
 
     hours = gpu_hours(store) if store.table_exists("gpu_busy_intervals") else []
     peaks = serving_peak_concurrency(store) if store.table_exists("serving_samples") else []
-    if not hours and not peaks:
+    seen = inventory(store)
+    if not hours and not peaks and not seen.gpus:
         return
     section: dict = {}
+    if not hours and seen.gpus and all(g.scrapes < 2 for g in seen.gpus):
+        # GPUs seen, but in one scrape each: no time is covered, so there are no GPU-hours to show.
+        models = sorted({g.gpu_model or "unknown model" for g in seen.gpus})
+        headline["GPU"] = (f"{len(seen.gpus)} GPU{'s' if len(seen.gpus) != 1 else ''} ({', '.join(models)}) seen in one "
+                           "scrape each (a snapshot): GPU-hours need more than one scrape")
     if hours:
         prices = {}
         if store.table_exists("gpu_device_prices"):
@@ -284,8 +295,13 @@ def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult)
                                "mean_running": _r(p.mean_running, 3), "p95_running": _r(p.p95_running, 2),
                                "peak_waiting": _r(p.peak_waiting, 1)} for p in peaks]
         top = max(peaks, key=lambda p: (p.peak_running or 0, p.host or "", p.model_name or ""))
-        headline["Serving"] = (f"{len(peaks)} model server(s); peak {top.peak_running or 0:,.0f} request(s) running"
-                               + (f" ({top.model_name} on {top.host})" if top.model_name else ""))
+        where = f" ({top.model_name} on {top.host or 'a server with no host label'})" if top.model_name else ""
+        if all(p.samples < 2 for p in peaks):  # one scrape: its load then, not a peak over time
+            headline["Serving"] = (f"{len(peaks)} model server(s) seen in one scrape (a snapshot): "
+                                   f"{top.peak_running or 0:,.0f} request(s) running then{where}; a peak needs more "
+                                   "than one scrape")
+        else:
+            headline["Serving"] = f"{len(peaks)} model server(s); peak {top.peak_running or 0:,.0f} request(s) running{where}"
     if store.table_exists("llm_calls"):
         calls, priced, cost = store.con.execute("""
             SELECT count(*), count(cost_usd), sum(cost_usd) FROM llm_calls WHERE coalesce(self_hosted, FALSE)""").fetchone()
@@ -412,6 +428,9 @@ def build_document(store: Store, result: RunResult, settings=None) -> AuditDocum
         skipped_rules=dict(sorted(result.skipped.items())),
         rule_errors=dict(sorted(result.errors.items())),
         breakdowns={name: _breakdown(store, expr) for name, expr in _BREAKDOWNS.items()},
+        charts=finding_charts(store, result.findings),
+        tag_keys={"feature": list(getattr(settings, "feature_keys", None) or []),
+                  "tenant": list(getattr(settings, "tenant_keys", None) or [])},
         prices=prices,
         extras=summary_extras(store, result),
     )

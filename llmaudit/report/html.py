@@ -26,194 +26,18 @@ from markupsafe import Markup, escape
 from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
+from llmaudit.report.evidence import evidence_items, label_of
+from llmaudit.report.numbers import num, pct, short_num, short_usd, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
+from llmaudit.report.svg_charts import (ACCENT, CHART_BARS, GOOD, MUTED, SEVERITY_COLOR, bar_chart, column_chart,
+                                        finding_chart, grouped_chart, short_label)
 from llmaudit.resources import data_dir
 
 TEMPLATE = "report.html.j2"
 TOP_ROWS = 15            # rows per breakdown table before "N more"
-CHART_BARS = 12          # bars per ranking chart; the rest become "other"
 FINDING_CHARTS = 30      # per-finding charts for the costliest findings; a huge report stays light
-LABEL = 34               # characters of a telemetry label on a chart axis
 # Shown in extras but rendered by their own sections (or meaningless to a reader).
 _OWN_EXTRAS = {"baseline", "redaction", "headline", "content_scrubbed", "prices", "pricing"}
-
-SEVERITY_COLOR = {"critical": "#7f1d1d", "high": "#c2410c", "medium": "#b7791f", "low": "#2b6cb0", "info": "#718096"}
-INK, ACCENT, MUTED, GOOD = "#1a202c", "#2c5282", "#a0aec0", "#2f855a"
-
-
-# ------------------------------------------------------------------------------------------ charts
-def _label(value: Any, limit: int = LABEL) -> str:
-    text = "(none)" if value is None else str(value)
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", text).strip() or "(empty)"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _rc(chart_id: str) -> dict:
-    return {
-        "svg.hashsalt": f"llmaudit-{chart_id}",  # fixed salt: clip-path ids (and so bytes) never change
-        "svg.fonttype": "none",                  # text stays text: small, selectable, crisp in print
-        "svg.id": chart_id,
-        "text.parse_math": False,                # a "$" in a feature name must not become mathtext
-        # Matplotlib ships DejaVu Sans, so text is measured the same on every machine (same bytes).
-        "font.family": "sans-serif",
-        "font.sans-serif": ["DejaVu Sans"],
-        "font.size": 9,
-        "axes.edgecolor": MUTED,
-        "axes.labelcolor": INK,
-        "xtick.color": INK,
-        "ytick.color": INK,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-
-
-_SVG_FORBIDDEN = re.compile(
-    r"<\s*(script|foreignObject|iframe|object|embed|image)\b|\son[a-z]+\s*=|javascript:|href\s*=\s*[\"'](?!#)", re.I
-)
-
-
-def _clean_svg(svg: str, chart_id: str) -> str:
-    """Inline-ready SVG: no XML prolog/DOCTYPE/metadata, ids unique per chart, nothing active."""
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
-    # SVG inside HTML needs no namespace declarations; without them the page holds no URL at all.
-    head, rest = svg.split(">", 1)
-    svg = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", head) + ">" + rest
-    # matplotlib escapes < > & in text but leaves quotes; escape them too so no telemetry quote is ever raw
-    # (and so nothing below can mistake text for an attribute).
-    svg = re.sub(r">([^<]+)<", lambda m: ">" + m.group(1).replace('"', "&#34;").replace("'", "&#39;") + "<", svg)
-    referenced: set[str] = set()
-    for tag in re.findall(r"<[^>]*>", svg):
-        for url_ref, href_ref in re.findall(r'url\(#([^)]+)\)|href="#([^"]+)"', tag):
-            referenced.add(url_ref or href_ref)
-
-    def fix_tag(m: re.Match) -> str:
-        """Keep only ids that something references, prefixed with the chart id: unique across the page."""
-        tag = m.group(0)
-
-        def fix_id(i: re.Match) -> str:
-            value = i.group(1)
-            if value == chart_id:
-                return i.group(0)
-            return f' id="{chart_id}-{value}"' if value in referenced else ""
-
-        tag = re.sub(r' id="([^"]+)"', fix_id, tag)
-        tag = re.sub(r"url\(#([^)]+)\)", lambda r: f"url(#{chart_id}-{r.group(1)})", tag)
-        return re.sub(r'href="#([^"]+)"', lambda r: f'href="#{chart_id}-{r.group(1)}"', tag)
-
-    svg = re.sub(r"<[^>]*>", fix_tag, svg)
-    for tag in re.findall(r"<[^>]*>", svg):  # check tags only: escaped text content may say anything
-        if _SVG_FORBIDDEN.search(tag):
-            raise RuntimeError(f"chart {chart_id}: refusing SVG with active content: {tag[:80]}")
-    svg = svg.replace("<svg ", f'<svg role="img" aria-labelledby="{chart_id}-cap" ', 1)
-    return svg.strip() + "\n"
-
-
-def _render(fig, chart_id: str) -> Markup:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight", pad_inches=0.05)
-    return Markup(_clean_svg(buf.getvalue(), chart_id))  # noqa: S704 - checked by _clean_svg above
-
-
-def _figure(width: float, height: float):
-    # No pyplot (no global figure registry, nothing shared between renders); an explicit Agg canvas,
-    # so no GUI backend is ever looked for. savefig(format="svg") hands the figure to the SVG writer.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _short_money(v: float) -> str:
-    if abs(v) >= 1e6:
-        return f"${v / 1e6:,.1f}M"
-    if abs(v) >= 1e4:
-        return f"${v / 1e3:,.1f}k"
-    return f"${v:,.2f}"
-
-
-def _short_num(v: float) -> str:
-    if abs(v) >= 1e9:
-        return f"{v / 1e9:,.1f}B"
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:,.1f}M"
-    if abs(v) >= 1e4:
-        return f"{v / 1e3:,.1f}k"
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3g}"
-
-
-def bar_chart(chart_id: str, labels: list, values: list[float], *, money: bool, color: str = ACCENT,
-              colors: list[str] | None = None, xlabel: str = "", width: float = 7.0) -> Markup:
-    """A horizontal ranking: biggest on top, the tail folded into one "other" bar."""
-    import matplotlib
-
-    pairs = list(zip(labels, values, colors or [color] * len(values)))
-    if len(pairs) > CHART_BARS:
-        rest = pairs[CHART_BARS - 1:]
-        pairs = pairs[: CHART_BARS - 1] + [(f"other ({len(rest)})", sum(v for _, v, _ in rest), MUTED)]
-    with matplotlib.rc_context(_rc(chart_id)):
-        fig, ax = _figure(width, 0.34 * len(pairs) + 0.7)
-        names = [_label(n) for n, _, _ in pairs][::-1]
-        vals = [v for _, v, _ in pairs][::-1]
-        bars = ax.barh(range(len(vals)), vals, color=[c for _, _, c in pairs][::-1], height=0.65)
-        ax.set_yticks(range(len(vals)), names)
-        ax.tick_params(axis="y", length=0)
-        fmt = _short_money if money else _short_num
-        top = max(vals) if vals else 0
-        for bar, v in zip(bars, vals):
-            ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, fmt(v), va="center", fontsize=8, color=INK)
-        ax.set_xlim(0, top * 1.18 if top > 0 else 1)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt(x)))
-        if xlabel:
-            ax.set_xlabel(xlabel)
-        return _render(fig, chart_id)
-
-
-def column_chart(chart_id: str, labels: list[str], values: list[float], *, money: bool, ylabel: str = "") -> Markup:
-    """Values over time (one column per day)."""
-    import matplotlib
-
-    with matplotlib.rc_context(_rc(chart_id)):
-        fig, ax = _figure(7.0, 2.4)
-        ax.bar(range(len(values)), values, color=ACCENT, width=0.7)
-        step = max(1, len(labels) // 14)
-        ax.set_xticks(range(0, len(labels), step), [_label(labels[i], 12) for i in range(0, len(labels), step)],
-                      rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
-        fmt = _short_money if money else _short_num
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: fmt(y)))
-        if ylabel:
-            ax.set_ylabel(ylabel)
-        return _render(fig, chart_id)
-
-
-def grouped_chart(chart_id: str, labels: list, series: dict[str, list[float | None]], *, money: bool,
-                  colors: list[str] | None = None) -> Markup:
-    """Two (or more) numbers per item side by side: baseline vs now, estimated vs measured, now vs recommended."""
-    import matplotlib
-
-    colors = colors or [MUTED, ACCENT, GOOD]
-    n = len(series)
-    with matplotlib.rc_context(_rc(chart_id)):
-        fig, ax = _figure(7.0, max(1.0, 0.3 * n * len(labels) + 0.8))
-        height = 0.8 / n
-        fmt = _short_money if money else _short_num
-        top = max((v or 0) for vals in series.values() for v in vals) if labels else 0
-        for i, (name, vals) in enumerate(series.items()):
-            ys = [len(labels) - 1 - j + (n - 1 - i - (n - 1) / 2) * height for j in range(len(labels))]
-            clean = [v or 0 for v in vals]
-            bars = ax.barh(ys, clean, height=height * 0.92, color=colors[i % len(colors)], label=name)
-            for bar, v in zip(bars, vals):
-                text = "n/a" if v is None else fmt(v)
-                ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8, color=INK)
-        ax.set_yticks(range(len(labels)), [_label(x) for x in labels][::-1])
-        ax.tick_params(axis="y", length=0)
-        ax.set_xlim(0, top * 1.2 if top > 0 else 1)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: fmt(x)))
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=n, frameon=False, fontsize=8)  # above: never on a bar
-        return _render(fig, chart_id)
-
 
 # ------------------------------------------------------------------------------------------ data for charts
 def _has_spend(rows: list[BreakdownRow]) -> bool:
@@ -227,61 +51,14 @@ def _metric(rows: list[BreakdownRow]) -> tuple[list[float], bool, str]:
     return [float(r.input_tokens + r.output_tokens) for r in rows], False, "tokens (input + output): spend unknown"
 
 
-# Evidence keys that name "what it is now" for a given recommended_<x> key, in order of preference.
-_NOW_PREFIXES = ("typical_", "current_", "median_", "p50_", "mean_", "")
-
-
-def recommendation_pair(f: Finding) -> tuple[str, float, float] | None:
-    """(what, now, recommended) when the evidence states both, e.g. typical_k 20 vs recommended_k 4."""
-    for key, rec in f.evidence.items():
-        if not key.startswith("recommended_") or isinstance(rec, bool) or not isinstance(rec, (int, float)):
-            continue
-        what = key[len("recommended_"):]
-        for prefix in _NOW_PREFIXES:
-            now = f.evidence.get(prefix + what)
-            if isinstance(now, (int, float)) and not isinstance(now, bool) and (prefix or what != key):
-                return what.replace("_", " "), float(now), float(rec)
-    return None
-
-
 def _money_of(f: Finding) -> float | None:
     return f.waste.usd_per_month if f.waste.usd_per_month is not None else f.waste.usd
 
 
 # ------------------------------------------------------------------------------------------ template
-def _usd(value, unpriced: str = "unpriced") -> str:
-    if value is None:
-        return unpriced
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:,.4f}"
 
 
-def _signed_usd(value) -> str:
-    if value is None:
-        return "n/a"
-    return "±$0.00" if round(value, 2) == 0 else ("+" if value > 0 else "−") + f"${abs(value):,.2f}"
 
-
-def _signed_int(value) -> str:
-    if value is None:
-        return "n/a"
-    v = int(round(value))
-    return "±0" if v == 0 else ("+" if v > 0 else "−") + f"{abs(v):,}"
-
-
-def _num(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-    return str(value)
-
-
-def _pct(value) -> str:
-    return "" if value is None else f"{value * 100:.1f}%"
 
 
 def _evidence(value, limit: int = 300) -> str:
@@ -290,7 +67,7 @@ def _evidence(value, limit: int = 300) -> str:
     elif isinstance(value, list):
         text = ", ".join(_evidence(v, 80) for v in value)
     else:
-        text = _num(value)
+        text = num(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -308,12 +85,34 @@ def _dt(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return "n/a" if value is None else value.strftime(fmt)
 
 
-@lru_cache(maxsize=1)
+NOWRAP_CHARS = 24  # a cell that is one token up to this long (a host, a model, a number) never wraps
+
+
+def _cell(value) -> Markup:
+    """A table cell's text: one short token (vllm-node-1, gpt-4o-2024-08-06, $1,155.84) kept on one line, so a
+    narrow column never breaks it at a hyphen; anything longer wraps between words."""
+    text = "" if value is None else str(value)
+    if text and len(text) <= NOWRAP_CHARS and not any(c.isspace() for c in text):
+        return Markup('<span class="nw">') + escape(text) + Markup("</span>")
+    return escape(text)
+
+
+def _markdown(text) -> Markup:
+    """Rule text (a fix, a summary) written in Markdown: `code`, **bold**, lists. Raw HTML in it stays text,
+    and links become plain text (the report links to nothing)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).disable(["link", "image", "autolink"])
+    html = md.render(str(text or "")).strip()
+    return Markup(html[3:-4] if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1 else html)  # noqa: S704 - html disabled
+
+
 def _nolink(text) -> str:
     """A web address as plain text (scheme dropped): the report links to nothing, not even its sources."""
     return re.sub(r"\bhttps?://", "", "" if text is None else str(text))
 
 
+@lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(data_dir("report_templates"))),
@@ -323,8 +122,9 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(usd=_usd, signed_usd=_signed_usd, signed_int=_signed_int, num=_num, pct=_pct,
-                       evidence=_evidence, scope=_scope, dt=_dt, label=_label, wbr=_wbr, nolink=_nolink)
+    env.filters.update(usd=usd, signed_usd=signed_usd, signed_int=signed_int, num=num, pct=pct,
+                       evidence=_evidence, scope=_scope, dt=_dt, label=short_label, wbr=_wbr, nolink=_nolink,
+                       evidence_items=evidence_items, markdown=_markdown, section_label=label_of, cell=_cell)
     env.globals.update(severity_color=SEVERITY_COLOR)
     return env
 
@@ -347,28 +147,34 @@ def _breakdown_view(doc: AuditDocument, name: str, title: str, chart: bool) -> d
     else:  # biggest first by the number actually charted (tokens when spend is unknown)
         order = sorted(range(len(rows)), key=lambda i: (-values[i], rows[i].key is None, rows[i].key or ""))
     rows, values = [rows[i] for i in order], [values[i] for i in order]
+    untagged = next((r for r in rows if r.key is None), None)
+    keys = doc.tag_keys.get(name) or []
     view = {"name": name, "title": title, "rows": rows[:TOP_ROWS], "more": max(0, len(rows) - TOP_ROWS),
-            "priced": money, "unit": unit, "chart": None, "chart_id": f"chart-{name}"}
+            "priced": money, "unit": unit, "chart": None, "chart_id": f"chart-{name}",
+            # A request with none of the tag keys is untagged: say so, and which setting would tag it.
+            "untagged": untagged, "untagged_note": (
+                f"Untagged: requests that carry none of the {name} keys ({', '.join(keys[:6])}"
+                f"{', …' if len(keys) > 6 else ''}). Set `{name}_keys` in llmaudit.toml to the attribute your services write."
+                if untagged is not None and keys else None)}
     if chart:
         if name == "day":
             view["chart"] = column_chart(view["chart_id"], [_day_label(r.key) for r in rows], values, money=money,
                                          ylabel="spend (USD)" if money else "tokens")
         else:
-            view["chart"] = bar_chart(view["chart_id"], [r.key for r in rows], values, money=money, xlabel=unit)
+            view["chart"] = bar_chart(view["chart_id"], [r.key if r.key is not None else "untagged" for r in rows], values,
+                                      money=money, xlabel=unit)
     return view
 
 
 def _finding_views(doc: AuditDocument) -> list[dict]:
+    """Each finding with its anchor and its own chart (the costliest FINDING_CHARTS of them: a huge report stays light)."""
     views = []
     for i, f in enumerate(doc.findings):
-        pair = recommendation_pair(f)
-        chart = None
-        if pair and i < FINDING_CHARTS:
-            what, now, rec = pair
-            chart = bar_chart(f"chart-f{i + 1}", [f"now (typical {what})", f"recommended {what}"], [now, rec], money=False,
-                              colors=[SEVERITY_COLOR[f.severity], GOOD], width=5.0)
-        views.append({"f": f, "n": i + 1, "anchor": f"finding-{i + 1}", "pair": pair, "chart": chart,
-                      "chart_id": f"chart-f{i + 1}"})
+        data = doc.charts.get(f.fingerprint)
+        chart_id = f"chart-f{i + 1}"
+        chart = finding_chart(chart_id, data) if data is not None and i < FINDING_CHARTS else None
+        views.append({"f": f, "n": i + 1, "anchor": f"finding-{i + 1}", "chart": chart, "chart_data": data,
+                      "chart_id": chart_id})
     return views
 
 
@@ -378,9 +184,28 @@ def _waste_chart(doc: AuditDocument) -> Markup | None:
         return None
     per_month = all(f.waste.usd_per_month is not None for f in priced)
     priced.sort(key=lambda f: -(_money_of(f) or 0))
-    return bar_chart("chart-waste", [f"{f.rule_id} {_scope(f.scope)}" for f in priced], [_money_of(f) for f in priced],
-                     money=True, colors=[SEVERITY_COLOR[f.severity] for f in priced],
+    return bar_chart("chart-waste", finding_labels(priced), [_money_of(f) for f in priced],
+                     money=True, colors=[SEVERITY_COLOR[f.severity] for f in priced], label_chars=48,
                      xlabel="estimated waste per month (USD)" if per_month else "estimated waste (USD)")
+
+
+def finding_labels(findings: list[Finding]) -> list[str]:
+    """A short label per finding that tells it from the others: the rule's name, plus the part of the scope
+    (feature, model, service, tenant) that differs between findings of the same rule."""
+    labels = []
+    for f in findings:
+        same = [g for g in findings if g.rule_name == f.rule_name]
+        label = f.rule_name
+        if len(same) > 1:
+            for part in ("feature", "model", "service", "tenant"):
+                values = {getattr(g.scope, part) for g in same}
+                if len(values) > 1:
+                    label += f" · {getattr(f.scope, part) or 'all'}"
+                    break
+            else:
+                label += f" · {f.fingerprint[-6:]}"
+        labels.append(label)
+    return labels
 
 
 def _measured_chart(doc: AuditDocument) -> Markup | None:
@@ -404,6 +229,18 @@ def _baseline_chart(cmp) -> Markup | None:
                              {"baseline": [r.tokens.baseline for r in rows], "this run": [r.tokens.current for r in rows]},
                              money=False)
     return None
+
+
+def _inputs_view(doc: AuditDocument) -> dict:
+    """Input files named relative to the folder they share, so a long path does not widen the table."""
+    import posixpath
+
+    paths = [i.path for i in doc.inputs]
+    folder = posixpath.commonpath(paths) if len(paths) > 1 else (posixpath.dirname(paths[0]) if paths else "")
+    if folder in paths:  # one file, or one path a prefix of another: name it by its folder
+        folder = posixpath.dirname(folder)
+    files = [(posixpath.relpath(i.path, folder) if folder else i.path, i) for i in doc.inputs]
+    return {"folder": folder, "files": files}
 
 
 def _top_savings(doc: AuditDocument, views: list[dict], n: int = 5) -> list[dict]:
@@ -447,6 +284,7 @@ def render_html(doc: AuditDocument) -> str:
         "severity_counts": severity_counts,
         "top_savings": _top_savings(doc, finding_views),
         "basis_label": BASIS_LABEL,
+        "inputs": _inputs_view(doc),
         "breakdowns": [b for b in breakdowns if b],
         "findings": finding_views,
         "waste_chart": _waste_chart(doc),

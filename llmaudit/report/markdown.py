@@ -20,6 +20,8 @@ from typing import Iterable
 from llmaudit.findings.model import BASIS_LABEL, Finding
 from llmaudit.report.baseline import Comparison, Delta, FindingChange, comparison_of
 from llmaudit.report.document import AuditDocument
+from llmaudit.report.evidence import evidence_items, format_value
+from llmaudit.report.numbers import num, signed_int, signed_usd, usd
 from llmaudit.report.redact import scrub_content
 from llmaudit.report.terminal import price_line, redaction_line
 
@@ -52,39 +54,6 @@ def md(value, limit: int = CELL, *, line_start: bool = False) -> str:
     # A zero-width space stops GitHub from turning telemetry into @mentions and autolinks.
     text = text.replace("@", "@\u200b").replace(":/", ":\u200b/").replace("www.", "www\u200b.")
     return text or " "
-
-
-def usd(value: float | None, unpriced: str = "unpriced") -> str:
-    if value is None:
-        return unpriced
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:,.4f}"
-
-
-def signed_usd(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if round(value, 2) == 0:
-        return "±$0.00"
-    return ("+" if value > 0 else "−") + f"${abs(value):,.2f}"
-
-
-def signed_int(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    v = int(round(value))
-    return "±0" if v == 0 else ("+" if v > 0 else "−") + f"{abs(v):,}"
-
-
-def num(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-    return md(value, DETAIL_VALUE)
 
 
 def scope_text(scope) -> str:
@@ -269,7 +238,7 @@ def _baseline_section(budget: _Budget, cmp: Comparison) -> None:
     if features:
         budget.add("\n#### Spend and waste by feature\n\n")
         rows = [
-            [md(f.key if f.key is not None else "(no feature)"), f.presence, usd(f.spend_usd.current), signed_usd(f.spend_usd.change),
+            [md(f.key if f.key is not None else "untagged"), f.presence, usd(f.spend_usd.current), signed_usd(f.spend_usd.change),
              signed_int(f.tokens.change), usd(f.waste_usd_per_month.current), signed_usd(f.waste_usd_per_month.change)]
             for f in features
         ]
@@ -277,18 +246,61 @@ def _baseline_section(budget: _Budget, cmp: Comparison) -> None:
                       ["l", "l", "r", "r", "r", "r", "r"], FEATURE_ROWS, "features")
 
 
-def _detail(f: Finding, index: int) -> str:
+SPARK = "▁▂▃▄▅▆▇█"
+EVIDENCE_ROWS = 8  # rows of a list of records in the Markdown details (the HTML shows more, the JSON all)
+
+
+def sparkline(values: list[float | None]) -> str:
+    """A series as one line of block characters, lowest to highest (a gap for a missing value)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    lo, hi = min(known), max(known)
+    return "".join(" " if v is None else SPARK[0 if hi == lo else round((v - lo) / (hi - lo) * (len(SPARK) - 1))]
+                   for v in values)
+
+
+def _chart_text(chart) -> str:
+    """A finding's chart in Markdown: its title, each series as a sparkline with its range, and the caption."""
+    first, last = (md(num(x) if isinstance(x, float) else x, 40) for x in (chart.x[0], chart.x[-1]))
+    lines = [f"**{md(chart.title, 200)}** ({md(chart.x_label, 80)}: {first} → {last})  "]
+    for series in chart.series[:3]:
+        known = [v for v in series.values if v is not None]
+        if known:
+            unit = "usd" if chart.unit == "usd" else "number"
+            lines.append(f"`{sparkline(series.values[:80])}` {md(series.label, 60)}: {format_value(min(known), unit)} to "
+                         f"{format_value(max(known), unit)}  ")
+    for ref in chart.references:
+        lines.append(f"{md(ref.label, 60)}: {num(ref.value)}  ")
+    lines.append(f"_{md(chart.caption, 300)} The chart is in the HTML report._")
+    return "\n".join(lines) + "\n\n"
+
+
+def _evidence_text(evidence: dict) -> str:
+    items = evidence_items(evidence, max_rows=EVIDENCE_ROWS)
+    scalars = [[md(it.label, 80), md(it.text, DETAIL_VALUE)] for it in items if it.text is not None]
+    out = table(["evidence", "value"], scalars, ["l", "r"]) if scalars else ""
+    for it in items:
+        if it.text is None:
+            out += f"\n{md(it.label, 120)}:\n\n" + table([md(h, 60) for h in it.headers] if any(it.headers) else ["", ""],
+                                                          [[md(c, 80) for c in row] for row in it.rows])
+            if it.more:
+                out += f"\nand {it.more:,} more rows (all in the JSON report)\n"
+    return out
+
+
+def _detail(f: Finding, index: int, chart=None) -> str:
     summary = html.escape(
         f"{index}. [{f.severity}] {f.rule_id} {f.rule_name}: {_plain(scope_text(f.scope), CELL)} ({_waste_cell(f)})", quote=False
     )
-    rows = [[md(k, 60), num(v) if not isinstance(v, (list, dict)) else md(_list_text(v), DETAIL_VALUE)] for k, v in f.evidence.items()]
     parts = [
         f"<details><summary>{summary}</summary>\n\n",
         f"**{md(f.title, 200)}**\n\n{md(f.message, 500)}\n\n",
         "Where: " + " · ".join(f"{name} {md(value, 200)}" for name, value in
                                (("service", f.scope.service), ("feature", f.scope.feature), ("model", f.scope.model),
                                 ("tenant", f.scope.tenant)) if value is not None) + "\n\n",
-        table(["evidence", "value"], rows, ["l", "r"]) if rows else "",
+        _evidence_text(f.evidence),
+        "\n" + _chart_text(chart) if chart is not None else "",
         f"\nFingerprint `{f.fingerprint}` · confidence {f.confidence}",
     ]
     if f.example_trace_ids:
@@ -307,11 +319,6 @@ def _plain(value, limit: int) -> str:
     text = _CONTROL.sub(" ", "" if value is None else str(value)).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-def _list_text(value) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return ", ".join(str(v) for v in value)
 
 
 def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
@@ -343,7 +350,7 @@ def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
         budget.add("\n### Details\n\n")
         shown = 0
         for i, f in enumerate(findings, 1):
-            block = _detail(f, i)
+            block = _detail(f, i, doc.charts.get(f.fingerprint))
             if not budget.fits(block):
                 break
             budget.add(block)

@@ -213,16 +213,21 @@ def redact(doc: AuditDocument, salt: str | None = None) -> AuditDocument:
 
     replacer = _Replacer(names, salt)
     raw = doc.model_dump(mode="json")
+    renamed: dict[str, str] = {}
     for f in raw["findings"]:
         if f["scope"].get("tenant") and not f["fingerprint"].startswith(f["rule_id"] + "-r"):
             # Re-hash with the salt; the "-r" marks a redacted fingerprint so a second pass leaves it alone.
             tag = hmac.new(salt.encode("utf-8"), f["fingerprint"].encode("utf-8"), hashlib.sha256).hexdigest()[:11]
-            f["fingerprint"] = f"{f['rule_id']}-r{tag}"
+            renamed[f["fingerprint"]] = f"{f['rule_id']}-r{tag}"
+            f["fingerprint"] = renamed[f["fingerprint"]]
         for field in ("title", "message", "remediation", "scope", "example_trace_ids", "waste"):
             f[field] = replacer.walk(f[field], field)
         f["evidence"] = replacer.walk(f["evidence"], "evidence", free_keys=True)
         if f.get("measured"):
             f["measured"] = replacer.walk(f["measured"], "measured", free_keys=True)
+    # Charts follow their findings' fingerprints; their labels (x values, series) are text like any other.
+    raw["charts"] = {renamed.get(fp, fp): replacer.walk(chart, "chart", free_keys=False)
+                     for fp, chart in raw.get("charts", {}).items()}
     for rows in raw["breakdowns"].values():
         for row in rows:
             row["key"] = replacer.walk(row["key"], "key")

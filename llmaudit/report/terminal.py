@@ -13,6 +13,7 @@ from rich.text import Text
 
 from llmaudit.cli_output import out
 from llmaudit.ingest.pipeline import IngestReport
+from llmaudit.report.numbers import usd
 from llmaudit.store import Store
 from llmaudit.summary import summarize
 
@@ -30,7 +31,7 @@ def safe(value, limit: int = MAX_CELL) -> Text:
 
 def _window(s) -> str:
     if s.window_start is None:
-        return "no spans"
+        return "no span has a time" if s.spans else "no spans"
     return f"{s.window_start:%Y-%m-%d %H:%M} → {s.window_end:%Y-%m-%d %H:%M} UTC"
 
 
@@ -75,6 +76,10 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
     if s.spans:
         console.print(Text("Services     " + (", ".join(s.services) or "none")))
     for b in s.billing:
+        if b.currency is None and not b.billed_cost:  # usage reports: quantities, no money
+            console.print(Text(f"Usage        {b.rows:,} usage records without a cost, {_period(b.period_start, b.period_end)}"
+                               f" ({', '.join(b.providers) or 'no provider'})"))
+            continue
         money = f"{b.billed_cost:,.2f} {b.currency or '(no currency)'}"
         effective = f", effective {b.effective_cost:,.2f}" if b.effective_cost is not None and b.effective_cost != b.billed_cost else ""
         console.print(Text(f"Billed       {money}{effective} in {b.rows:,} charges, {_period(b.period_start, b.period_end)}"
@@ -84,14 +89,19 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
         devices = f", {m.devices:,} GPU{'s' if m.devices != 1 else ''}" if m.devices else ""
         console.print(Text(f"Metrics      {m.source}: {m.samples:,} samples of {m.series:,} series, {_period(m.start, m.end)}"
                            f" ({hosts or 'no host'}{devices})"))
+    _print_metrics_detail(console, s, verbose=verbose)
     for f in report.files:
         if f.status in _NOT_READ and not f.first_reject:
             console.print(Text(f"  {f.path}: {_NOT_READ[f.status]}", style="yellow"))
         elif f.first_reject:
             console.print(Text(f"  {f.path}: {f.rejects:,} rejected; first: {f.first_reject}", style="yellow"))
+        elif f.status == "ingested" and not (f.stored or f.duplicates) and not f.notes:
+            console.print(Text(f"  {f.path}: read as {f.format}, but it holds no record of that format", style="yellow"))
         elif verbose:
             console.print(Text(f"  {f.path}: {f.status}" + (f" ({f.format}), {f.records:,} records, {f.stored:,} stored, "
                                                           f"{f.duplicates:,} duplicates" if f.format else "")))
+        for note in f.notes:  # on one line: it may hold a cursor to copy
+            console.print(Text(f"  {f.path}: {note}", style="yellow"), soft_wrap=True)
     if s.models:
         console.print()
         t = Table(title="Tokens by model", title_justify="left", show_edge=False)
@@ -101,6 +111,82 @@ def print_ingest(console: Console, report: IngestReport, store: Store, db: Path 
             t.add_row(safe(m.provider), safe(m.model), f"{m.calls:,}", f"{m.input_tokens:,}", f"{m.cached_input_tokens:,}",
                       f"{m.output_tokens:,}", f"{m.estimated_calls:,}" if m.estimated_calls else "")
         console.print(t)
+
+
+MAX_LISTED = 10  # metrics files, hosts and servers listed one by one (all of them with -v)
+
+
+def _time_of(t) -> str:
+    return f"{t:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _metric_file_line(m) -> str:
+    """Where one metrics file's sample times came from (a scrape saved by curl has none of its own)."""
+    text = (f"{m.path}: {m.samples:,} sample{'s' if m.samples != 1 else ''} in {m.scrapes:,} "
+            f"scrape{'s' if m.scrapes != 1 else ''}, time from {m.time_source}")
+    if m.scrape_time is not None:
+        text += f" ({_time_of(m.scrape_time)})"
+    if m.blank_values:
+        text += f"; {m.blank_values:,} DCGM blank value{'s' if m.blank_values != 1 else ''} stored as NULL"
+    return text
+
+
+def _since_start(counters: dict) -> str:
+    parts = [f"{counters[k]:,.0f} {label}" for k, label in (
+        ("prompt_tokens", "prompt tokens"), ("generation_tokens", "generated tokens"),
+        ("requests_succeeded", "requests")) if counters.get(k) is not None]
+    return f"; since start: {', '.join(parts)}" if parts else ""
+
+
+def _print_metrics_detail(console: Console, s, *, verbose: bool) -> None:
+    """Per metrics file, the time source; what one scrape shows (GPUs, models served, counters since
+    start); and, where every GPU and server was scraped once, that the store holds a snapshot."""
+    label = "Times"
+    files = s.metric_files if verbose else s.metric_files[:MAX_LISTED]
+    for m in files:
+        console.print(Text(f"{label:<13}{_metric_file_line(m)}"))
+        label = ""
+    if len(files) < len(s.metric_files):
+        rest = s.metric_files[len(files):]
+        kinds: dict[str, int] = {}
+        for m in rest:
+            kinds[m.time_source] = kinds.get(m.time_source, 0) + 1
+        console.print(Text(f"{'':<13}... and {len(rest):,} more files (time from "
+                           + ", ".join(f"{k}: {n:,}" for k, n in sorted(kinds.items())) + "; -v lists them)"))
+    inv = s.inventory
+    hosts: dict = {}
+    for g in inv.gpus:
+        hosts.setdefault(g.host, []).append(g.gpu_model or "unknown model")
+    shown = list(hosts.items()) if verbose else list(hosts.items())[:MAX_LISTED]
+    if hosts:
+        text = "; ".join(
+            f"{host or 'no host label'}: " + ", ".join(f"{models.count(m)} x {m}" for m in sorted(set(models)))
+            for host, models in shown)
+        if len(shown) < len(hosts):
+            text += f"; and {len(hosts) - len(shown):,} more hosts"
+        console.print(Text(f"{'GPUs':<13}{text}"))
+    servers = inv.servers if verbose else inv.servers[:MAX_LISTED]
+    label = "Served"
+    for srv in servers:
+        console.print(Text(f"{label:<13}{srv.model_name} on {srv.host or 'a server with no host label'}, "
+                           f"{srv.scrapes:,} scrape{'s' if srv.scrapes != 1 else ''}{_since_start(srv.since_start)}"))
+        label = ""
+    if len(servers) < len(inv.servers):
+        console.print(Text(f"{'':<13}... and {len(inv.servers) - len(servers):,} more model servers"))
+    if inv.snapshot:
+        first, last = inv.snapshot_times
+        when = f"at {_time_of(first)}" if first == last else f"{_time_of(first)} to {_time_of(last)}"
+        console.print(Text(f"{'Time series':<13}none: each GPU and model server was scraped once (a snapshot, {when}); "
+                           "the inventory and counters since start are read, idle GPU-hours and replicas over time "
+                           "need more than one scrape", style="yellow"))
+    else:
+        once_gpus = sum(g.scrapes < 2 for g in inv.gpus)
+        once_servers = sum(x.scrapes < 2 for x in inv.servers)
+        if once_gpus or once_servers:
+            what = " and ".join(t for t in (f"{once_gpus} GPU(s)" if once_gpus else "",
+                                              f"{once_servers} model server(s)" if once_servers else "") if t)
+            console.print(Text(f"{'Time series':<13}{what} seen in one scrape only: no hours are measured for them",
+                               style="yellow"))
 
 
 def render_query(columns: list[str], rows: list[tuple], fmt: str, *, footer: bool = True) -> str:
@@ -126,8 +212,6 @@ def render_query(columns: list[str], rows: list[tuple], fmt: str, *, footer: boo
     return buf.getvalue()
 
 
-def _usd(value) -> str:
-    return "unpriced" if value is None else f"${value:,.2f}"
 
 
 def redaction_line(info: dict) -> str:
@@ -156,7 +240,7 @@ SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium":
 def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     """The analyze header (window, requests, spend, waste) and the findings by dollar impact."""
     t = doc.totals
-    window = "no spans" if doc.window.start is None else (
+    window = ("no span has a time" if t.requests else "no spans") if doc.window.start is None else (
         f"{doc.window.start:%Y-%m-%d %H:%M} → {doc.window.end:%Y-%m-%d %H:%M} UTC ({doc.window.days or 0:.1f} days)"
     )
     console.print()
@@ -164,10 +248,10 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
     console.print(f"Window        {window}")
     console.print(f"Requests      {t.requests:,}    LLM calls {t.llm_calls:,}    tokens in {t.input_tokens:,} / out {t.output_tokens:,}")
     parts = t.spend_parts
-    spend = _usd(t.spend_usd) + (" in the window" if t.spend_usd is not None else "")
+    spend = usd(t.spend_usd) + (" in the window" if t.spend_usd is not None else "")
     if parts is not None:
-        spend += (f" = model APIs {_usd(parts.model_apis_usd)} + self-hosted GPU time {_usd(parts.self_hosted_gpu_time_usd)}"
-                  f" + provisioned GPU idle {_usd(parts.provisioned_idle_usd)}")
+        spend += (f" = model APIs {usd(parts.model_apis_usd)} + self-hosted GPU time {usd(parts.self_hosted_gpu_time_usd)}"
+                  f" + provisioned GPU idle {usd(parts.provisioned_idle_usd)}")
     if t.unpriced_calls:
         spend += f"  ({t.unpriced_calls:,} calls unpriced, not counted)"
     console.print(f"Spend         {spend}")
@@ -203,8 +287,8 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
                 Text(f.severity, style=SEVERITY_STYLE[f.severity]),
                 f.rule_id,
                 safe(scope, 48),
-                _usd(f.waste.usd) + mark,
-                _usd(f.waste.usd_per_month) + mark,
+                usd(f.waste.usd) + mark,
+                usd(f.waste.usd_per_month) + mark,
                 # Whole sentences: the table wraps them rather than cutting them (telemetry names in them are capped).
                 safe(f.message, 600),
             )
@@ -220,7 +304,7 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
             console.print(Text("evidence: ", style="dim") + safe(", ".join(f"{k}={v}" for k, v in f.evidence.items()), 600))
             if f.example_trace_ids:
                 console.print(Text("examples: " + ", ".join(f.example_trace_ids), style="dim"))
-            console.print(Text(f"waste: {f.waste.tokens or 0:,} tokens, {_usd(f.waste.usd)}; {f.waste.extrapolation}", style="dim"))
+            console.print(Text(f"waste: {f.waste.tokens or 0:,} tokens, {usd(f.waste.usd)}; {f.waste.extrapolation}", style="dim"))
             console.print(Text("fix: " + f.remediation))
     for rule_id, why in doc.skipped_rules.items():
         if verbose:

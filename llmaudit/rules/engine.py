@@ -137,6 +137,19 @@ def _tables_ready(store: Store, rule: Rule) -> str | None:
     return None
 
 
+def _skip_reason(store: Store, rule: Rule) -> str | None:
+    """What the rule's skip_when says about this store: None to run it, else why not (in the sandbox, like
+    the rule's own SQL)."""
+    if not rule.skip_when:
+        return None
+    try:
+        _, rows = store.select(rule.skip_when, what=f"rule {rule.id} skip_when ({rule.path})")
+    except SqlRefused as exc:
+        raise RuleError(str(exc)) from None
+    value = rows[0][0] if rows and rows[0] else None
+    return None if value is None else str(value)
+
+
 def run_rule(store: Store, rule: Rule, params: dict[str, Any], window_days: float | None) -> list[Finding]:
     used = {k: v for k, v in params.items() if f"${k}" in rule.sql}
     try:
@@ -222,6 +235,10 @@ def run_rules(store: Store, rules: list[Rule], overrides: dict[str, dict[str, An
                 continue
             params = rule.bound_params((overrides or {}).get(rule.id))
             try:
+                why_not = _skip_reason(store, rule)
+                if why_not:
+                    result.skipped[rule.id] = why_not
+                    continue
                 findings = run_rule(store, rule, params, result.window_days)
             except RuleError:
                 raise  # refused by the sandbox: an attempt to leave the store stops the audit

@@ -71,8 +71,14 @@ def run_test(rule: Rule, test: RuleTest) -> TestOutcome:
     if rule.id in result.errors:
         return TestOutcome(rule.id, test.name, test.kind, False, f"rule error: {result.errors[rule.id]}")
     if rule.id in result.skipped:
-        # A rule that did not run finds nothing: that must not pass a negative test.
-        return TestOutcome(rule.id, test.name, test.kind, False, f"rule did not run: {result.skipped[rule.id]}")
+        why = result.skipped[rule.id]
+        if test.expect.skipped and test.expect.skipped in why:
+            return TestOutcome(rule.id, test.name, test.kind, True, f"skipped: {why}")
+        # A rule that did not run finds nothing: that must not pass a negative test that expects it to run.
+        return TestOutcome(rule.id, test.name, test.kind, False, f"rule did not run: {why}")
+    if test.expect.skipped:
+        return TestOutcome(rule.id, test.name, test.kind, False,
+                           f"expected the rule to be skipped ({test.expect.skipped!r}), but it ran")
     findings = result.findings
     problem = check(findings, test.expect)
     detail = problem or f"{len(findings)} finding(s)" + (

@@ -45,6 +45,7 @@ class Expect(BaseModel):
     where: dict[str, Any] = Field(default_factory=dict)
     min_waste_usd: float | None = None
     max_waste_usd: float | None = None
+    skipped: str | None = Field(None, min_length=3, description="the rule does not run (skip_when): its reason says this")
 
 
 class RuleTest(BaseModel):
@@ -75,6 +76,9 @@ class Rule(BaseModel):
     remediation: str = Field(min_length=20)
     references: list[str] = Field(default_factory=list)
     requires: list[str] = Field(default_factory=lambda: ["llm_calls"], description="tables that must hold rows")
+    skip_when: str | None = Field(
+        None, description="one SELECT of one value: NULL (or no row) to run the rule, else the reason it does not "
+                          "(e.g. a rule that measures between scrapes, on a store holding one scrape)")
     params: dict[str, Param] = Field(default_factory=dict)
     message: str = Field(description="one-line summary of a finding; {column} and {param} placeholders")
     sql: str
@@ -90,11 +94,25 @@ class Rule(BaseModel):
             raise ValueError(str(exc).removeprefix("sql: ")) from None
         return sql
 
+    @field_validator("skip_when")
+    @classmethod
+    def _one_select_skip(cls, sql: str | None) -> str | None:
+        if sql is not None:
+            try:
+                check_select(sql, "skip_when")
+            except SqlRefused as exc:
+                raise ValueError(str(exc).removeprefix("skip_when: ")) from None
+        return sql
+
     @model_validator(mode="after")
     def _checks(self):
         kinds = {t.kind for t in self.tests}
         if kinds != {"positive", "negative"}:
             raise ValueError("tests need at least one positive and one negative fixture")
+        for t in self.tests:
+            if t.expect.skipped and (t.kind != "negative" or not self.skip_when):
+                raise ValueError(f"test {t.name!r} expects the rule to be skipped: only a negative test of a rule "
+                                 "with skip_when can")
         used = set(re.findall(r"\$([a-z_][a-z0-9_]*)", self.sql))
         missing = used - set(self.params)
         if missing:

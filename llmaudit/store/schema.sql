@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS spans (
     parent_span_id      VARCHAR,            -- NULL for a root
     name                VARCHAR,
     kind                VARCHAR,            -- unspecified|internal|server|client|producer|consumer
-    start_time          TIMESTAMP NOT NULL,
+    start_time          TIMESTAMP,          -- NULL when the span has none and no ancestor in its file has one
     end_time            TIMESTAMP,
     duration_ms         DOUBLE,
     status_code         VARCHAR,            -- unset|ok|error
@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS spans (
     events              VARCHAR,            -- JSON list [{name, time_ns, attributes}], NULL if none
     file_id             INTEGER             -- ingest_log.file_id; (trace_id, span_id) is unique
 );
+
+-- Stores made before spans without a start time were kept had start_time NOT NULL.
+ALTER TABLE spans ALTER COLUMN start_time DROP NOT NULL;
 
 -- The resources (the process, host, pod... that emitted spans), each stored once. Its attributes are a
 -- JSON object like spans.attributes: spans JOIN resources USING (resource_id).

@@ -16,6 +16,18 @@ CREATE TABLE IF NOT EXISTS metric_samples (
     series_key VARCHAR NOT NULL    -- blake2b-128 of metric + sorted labels; (series_key, time) is unique
 );
 
+-- One row per metrics file that stored samples: where their times came from. A scrape saved by curl
+-- has no sample timestamps: its time is '# scrape' lines, else --scrape-time, else the file's
+-- modification time, and the summary says which.
+CREATE TABLE IF NOT EXISTS metric_files (
+    file_id      INTEGER PRIMARY KEY, -- ingest_log.file_id
+    time_source  VARCHAR NOT NULL,    -- sample timestamps | # scrape lines | --scrape-time | file modification time
+                                      -- (several joined by ' + ', in that order)
+    scrape_time  TIMESTAMP,           -- the one time given to samples that had none (--scrape-time or the
+                                      -- file's modification time), else NULL
+    blank_values BIGINT               -- DCGM blank sentinels (value unavailable) stored as NULL
+);
+
 -- Source metric name -> one GPU vocabulary. Units: *_pct 0-100, ratios 0-1, MiB, W, MHz, degrees C, J.
 CREATE OR REPLACE VIEW gpu_metric_names AS
 SELECT * FROM (VALUES
@@ -197,3 +209,59 @@ FROM (
     WHERE kind = 'counter' AND value IS NOT NULL
     WINDOW w AS (PARTITION BY metric, host, CAST(labels AS VARCHAR) ORDER BY time)
 ) AS s;
+
+-- What one scrape already shows (no time series needed): the GPUs, the models served, and the
+-- serving counters since each server started. `scrapes` counts distinct sample times: where every
+-- GPU or server has 1, the store holds a snapshot, and whatever is measured between scrapes (idle
+-- GPU-hours, replicas over time) cannot be.
+
+-- One row per GPU (host, device): its model and UUID from the exporter's labels, when it was seen,
+-- in how many scrapes, and in how many of them with a busy signal (SM_ACTIVE or GPU utilisation).
+CREATE OR REPLACE VIEW gpu_inventory AS
+WITH s AS (
+    SELECT host, device, time, labels,
+           coalesce(json_extract_string(labels, '$.modelName'), json_extract_string(labels, '$.name'),
+                    json_extract_string(labels, '$.gpu_name')) AS gpu_model,
+           coalesce(json_extract_string(labels, '$.UUID'), json_extract_string(labels, '$.uuid'),
+                    json_extract_string(labels, '$.gpu_uuid')) AS uuid,
+           source
+    FROM metric_samples
+    WHERE device IS NOT NULL AND source IN ('dcgm', 'nvidia-smi')
+),
+busy AS (
+    SELECT host, device, count(DISTINCT time) AS busy_scrapes
+    FROM gpu_utilization
+    WHERE coalesce(sm_active, gpu_util_pct) IS NOT NULL
+    GROUP BY host, device
+)
+SELECT s.host, s.device, max(s.gpu_model) AS gpu_model, max(s.uuid) AS uuid, min(s.source) AS source,
+       min(s.time) AS first_seen, max(s.time) AS last_seen, count(DISTINCT s.time) AS scrapes,
+       coalesce(any_value(b.busy_scrapes), 0) AS busy_scrapes
+FROM s LEFT JOIN busy b ON b.host IS NOT DISTINCT FROM s.host AND b.device = s.device
+GROUP BY s.host, s.device;
+
+-- One row per model server (host, model_name): when it was seen, in how many scrapes, and in how many
+-- of them with its load (requests running). host is NULL for a raw /metrics scrape (vLLM names no host;
+-- a '# scrape <time> {instance="..."}' line can).
+CREATE OR REPLACE VIEW served_models AS
+SELECT host, model_name, list_sort(list(DISTINCT engine) FILTER (WHERE engine IS NOT NULL)) AS engines,
+       min(time) AS first_seen, max(time) AS last_seen, count(DISTINCT time) AS scrapes,
+       count(DISTINCT time) FILTER (WHERE metric = 'requests_running' AND value IS NOT NULL) AS load_scrapes
+FROM serving_samples
+WHERE model_name IS NOT NULL
+GROUP BY host, model_name;
+
+-- Serving counters since each server started (what a counter's value means), at the server's last
+-- scrape: one row per server, model and counter, the series of one counter (engines, finish reasons,
+-- histogram parts) added up. A restart between scrapes shows here as a smaller total; increases over
+-- time are serving_counter_increase.
+CREATE OR REPLACE VIEW serving_counter_totals AS
+WITH last AS (
+    SELECT *, max(time) OVER (PARTITION BY host, model_name) AS last_time
+    FROM serving_samples
+    WHERE kind = 'counter' AND model_name IS NOT NULL
+)
+SELECT host, model_name, metric, last_time AS time, sum(value) AS value, count(*) AS series
+FROM last
+WHERE time = last_time
+GROUP BY host, model_name, metric, last_time;

@@ -1,6 +1,7 @@
 """JSON report pages (OpenAI organization usage and costs, Anthropic Admin API usage and cost reports):
 time buckets of results, one JSON document or JSON lines of them. A result that cannot be read
-becomes a reject naming its record path, and the rest of the file is read."""
+becomes a reject naming its record path, and the rest of the file is read. A file whose last page says
+`has_more: true` is an incomplete export, and a file with nothing to store says why (Batch.notes)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,29 @@ def _buckets(doc) -> Iterator[tuple[str, Any]]:
             yield prefix.rstrip(".") or "document", None
 
 
+def _last_page(doc, last: tuple | None) -> tuple | None:
+    """(has_more, next_page) of the document's last page that says, else `last` (what earlier documents said)."""
+    for page in doc if isinstance(doc, list) else [doc]:
+        if isinstance(page, dict) and "has_more" in page:
+            last = (page.get("has_more"), page.get("next_page"))
+    return last
+
+
+def incomplete_note(next_page) -> str:
+    cursor = f"page={next_page}" if isinstance(next_page, str) and next_page else "the page cursor in next_page"
+    return (f"incomplete export: its last page says has_more: true, so the API holds more results. Repeat the "
+            f"request with {cursor} (and again while has_more is true) and pass all the pages "
+            f"(ignore this if the next page is among the inputs)")
+
+
+def _nothing_note(buckets: int, results: int) -> str:
+    if not buckets:
+        return "no time buckets (the data list is empty): nothing to store"
+    if not results:
+        return f"{buckets:,} time bucket{'s' if buckets != 1 else ''}, all with an empty results list: no usage in that period"
+    return f"{results:,} result{'s' if results != 1 else ''}, each with zero or no usage: nothing to store"
+
+
 def report_format(fmt_name: str, sniff: Callable[[bytes, str], bool], parse_result: Callable,
                   bucket_times: tuple[str, str]) -> Format:
     """A format of report pages: parse_result(result, start, end) -> list of (row, content-extra);
@@ -87,12 +111,15 @@ def report_format(fmt_name: str, sniff: Callable[[bytes, str], bool], parse_resu
         data, error = read_all(source)
         builder = RowBuilder(ctx.file_id, fmt_name)
         rejects: list[Reject] = []
-        records = 0
+        records = buckets = 0
+        last_page = None
         for line, doc, doc_error in _documents(data):
             if doc_error:
                 rejects.append(Reject(line, None, None, doc_error))
                 continue
+            last_page = _last_page(doc, last_page)
             for path, bucket in _buckets(doc):
+                buckets += 1
                 if not isinstance(bucket, dict) or not isinstance(bucket.get("results"), list):
                     records += 1
                     rejects.append(Reject(line, None, path, "not a time bucket with a results list"))
@@ -121,6 +148,9 @@ def report_format(fmt_name: str, sniff: Callable[[bytes, str], bool], parse_resu
                         builder.add(base + part.encode(), row)
         if error:
             rejects.append(Reject(None, len(data), None, error))
-        yield Batch(builder.take(), rejects, records, len(data))
+        notes = [] if len(builder) or rejects else [_nothing_note(buckets, records)]
+        if last_page is not None and last_page[0] is True:
+            notes.append(incomplete_note(last_page[1]))
+        yield Batch(builder.take(), rejects, records, len(data), notes=notes)
 
     return Format(fmt_name, "billing", "billing", BILLING_KEY, sniff, read)

@@ -16,6 +16,7 @@ from llmaudit.ingest.core import Batch, Format, ReadContext, Reject
 from llmaudit.ingest.sources import BrokenStream, Source
 
 BATCH_ROWS = 50_000
+NO_ROWS = "a header line and no rows: nothing to store"
 
 
 def header_line(head: bytes) -> bytes:
@@ -145,6 +146,7 @@ def _read_csv(source: Source, ctx: ReadContext, fmt_name: str, mapping, make_row
     header: list[str] | None = None
     cmap: ColumnMap | None = None
     last_line = 0
+    any_rows = False
     while True:
         try:
             values = next(reader)
@@ -164,6 +166,7 @@ def _read_csv(source: Source, ctx: ReadContext, fmt_name: str, mapping, make_row
         if not values or (len(values) == 1 and not values[0].strip()):
             continue  # blank line
         records += 1
+        any_rows = True
         try:
             if lines.bad and any(n in lines.bad for n in range(start, last_line + 1)):
                 raise BadRow("not valid UTF-8 text")
@@ -182,7 +185,8 @@ def _read_csv(source: Source, ctx: ReadContext, fmt_name: str, mapping, make_row
         rejects.append(Reject(last_line + 1, lines.bytes_read, None, lines.error))
     if header is None and not lines.error:
         rejects.append(Reject(1, 0, None, "no header line"))
-    yield Batch(builder.take(), rejects, records, lines.bytes_read)
+    notes = [NO_ROWS] if header is not None and not any_rows and not lines.error else []
+    yield Batch(builder.take(), rejects, records, lines.bytes_read, notes=notes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,8 +226,8 @@ def _read_parquet(source: Source, ctx: ReadContext, fmt_name: str, mapping, make
             row_number += 1
         yield Batch(builder.take(), rejects, records, size * (group + 1) // groups)
         rejects, records = [], 0
-    if pfile.metadata.num_row_groups == 0:
-        yield Batch(None, [], 0, size)
+    if not row_number:
+        yield Batch(None, [], 0, size, notes=["no rows: nothing to store"])
 
 
 def tabular_format(fmt_name: str, sniff: Callable[[bytes, str], bool], mapping, make_row,

@@ -28,9 +28,11 @@ class LineParser(ABC):
     def end(self) -> None:
         """The input ends, or breaks off, here: a format that holds lines back settles them now."""
 
-    def take(self, bytes_done: int) -> Batch:
+    def take(self, bytes_done: int, last: bool = False) -> Batch:
         rows = self.cols.take() if len(self.cols) else None
         batch = Batch(rows, self.rejects, self.records, bytes_done)
+        if last:
+            batch.related = self.cols.file_related()
         self.rejects = []
         self.records = 0
         return batch
@@ -44,7 +46,7 @@ def read_lines(parser: LineParser, source: Source, ctx: ReadContext) -> Iterator
         if error:
             parser.end()
             parser.rejects.append(Reject(line_no + 1, offset, None, error))
-            yield parser.take(offset)
+            yield parser.take(offset, last=True)
             return
         block = parts[0] if len(parts) == 1 else b"".join(parts)
         lines = block.split(b"\n")
@@ -63,4 +65,4 @@ def read_lines(parser: LineParser, source: Source, ctx: ReadContext) -> Iterator
         done = offset + len(block)
         yield parser.take(done)
     parser.end()
-    yield parser.take(done)
+    yield parser.take(done, last=True)

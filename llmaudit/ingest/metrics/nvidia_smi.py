@@ -148,6 +148,7 @@ class SmiParser(LineParser):
                     self._series.clear()
                 self._series[key] = series
             self.cols.add(series, time_us, float(m.group(1)))
+            self.cols.time_sources.add("sample timestamps")
 
 
 def read_nvidia_smi_csv(source: Source, ctx: ReadContext) -> Iterator[Batch]:

@@ -131,6 +131,7 @@ def _add_series(obj, where: str, line: int, cols: SampleColumns, rejects: list) 
             else:
                 raise BadLine(f"value {short(raw)} is not a number")
             cols.add(series, unix_to_us(ts), value)
+            cols.time_sources.add("sample timestamps")
         except BadLine as exc:
             path = f"{where}.{field}[{j}]" if field == "values" else f"{where}.value"
             rejects.append(Reject(line, None, path, str(exc)))
@@ -222,7 +223,9 @@ def read_prom_api_json(source: Source, ctx: ReadContext) -> Iterator[Batch]:
         rejects.append(Reject(reader.line, None, None, reader.error))
     if doc < 0 and not rejects:
         rejects.append(Reject(None, None, None, "no 'result' list found: not a Prometheus API answer"))
-    yield batch()
+    last = batch()
+    last.related = cols.file_related()
+    yield last
 
 
 _SNIFF_API = re.compile(rb'"resultType"\s*:\s*"(matrix|vector)"|"result"\s*:\s*\[\s*\{\s*"metric"\s*:')

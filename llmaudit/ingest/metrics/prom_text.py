@@ -8,9 +8,14 @@ below 1e11 is seconds). Samples without one take the time of the nearest separat
     # time: 1763798400.0                             (unix seconds)
 
 A label set after the time is added to every sample of that scrape (a raw scrape carries no
-host label; a sample's own label of the same name wins). `# EOF` ends a scrape: until the next separator, timestamp-less samples have no time.
-Such samples are not guessed a time (from file times or an assumed interval): each run of them
-is rejected once, naming its lines.
+host label; a sample's own label of the same name wins). `# EOF` ends a scrape: until the next
+separator, timestamp-less samples have no time, and each run of them is rejected once, naming its lines.
+
+A file with no separator line at all is what `curl /metrics` saves: one scrape, no timestamps. Its
+samples take the scrape time the run was given (`--scrape-time`, ReadContext.options["scrape_time_us"]),
+else the file's modification time (when curl finished writing it). That time covers one scrape only: a
+series met again (or samples after `# EOF`) starts a second scrape whose time nobody wrote, and those
+samples are rejected. The time source used is recorded per file (metric_files.time_source).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from llmaudit.ingest.metrics.samples import (
     parse_value,
     unix_to_us,
 )
-from llmaudit.ingest.sources import Source
+from llmaudit.ingest.sources import BrokenStream, Source
 
 _MS_THRESHOLD = 1e11  # a timestamp at least this large is milliseconds (year > 5138 as seconds)
 
@@ -132,16 +137,52 @@ def split_sample(text: str) -> tuple[str, str, dict, str, str | None]:
     return name, label_text, labels, fields[0], fields[1] if len(fields) == 2 else None
 
 
-class PromTextParser(LineParser):
-    """Line-at-a-time state of a prom-text read: scrape time, scrape labels, series cache, rows."""
+_SEPARATOR_LINE = re.compile(rb"^(?:\xef\xbb\xbf)?[ \t]*#[ \t]*(?:scrape:?[ \t]|time:)", re.MULTILINE)
 
-    def __init__(self, file_id: int) -> None:
+
+def has_separator_lines(source: Source) -> bool:
+    """Whether any line of the file is a '# scrape' / '# time:' separator (a scan that stops at the first)."""
+    tail = b""
+    try:
+        for chunk in source.chunks(1 << 20):
+            block = tail + chunk
+            cut = block.rfind(b"\n") + 1
+            if _SEPARATOR_LINE.search(block, 0, cut):
+                return True
+            tail = block[cut:]
+    except BrokenStream:
+        pass  # the read itself reports the broken end
+    return bool(_SEPARATOR_LINE.search(tail))
+
+
+# Why a run of timestamp-less samples has no time, by what the file offers (see the module docstring).
+_UNTIMED_REASONS = {
+    "no separator": "{count} sample(s) on {where} have no timestamp and no '# scrape <ISO 8601 time>' or "
+                    "'# time: <unix seconds>' line before them, so their time is unknown",
+    "second scrape": "{count} sample(s) on {where} have no timestamp and belong to a second scrape (a series "
+                     "seen already, or after '# EOF'): only a file's first scrape takes {fallback}; put a "
+                     "'# scrape <ISO 8601 time>' line before each scrape",
+}
+
+
+class PromTextParser(LineParser):
+    """Line-at-a-time state of a prom-text read: scrape time, scrape labels, series cache, rows, and the
+    fallback time of a file without separators (`fallback()` -> (time in us, TIME_SOURCES name))."""
+
+    def __init__(self, file_id: int, fallback=None, has_separators=None) -> None:
         super().__init__(file_id)
         self.scrape_us: int | None = None
         self.scrape_labels: dict = {}
         self.scrape_labels_text = ""
         self._series: dict = {}
-        self._untimed: list | None = None  # [first line, its offset, last line, count]
+        self._untimed: list | None = None  # [first line, its offset, last line, count, reason key]
+        self._fallback = fallback
+        self._has_separators = has_separators
+        self._separators: bool | None = None  # known once a separator is met, or the file was scanned
+        self._fallback_us: int | None = None
+        self._fallback_source = ""
+        self._fallback_seen: set | None = None  # series keys of the scrape the fallback time went to
+        self._fallback_closed = False
 
     def line(self, raw: bytes, line_no: int, offset: int) -> None:
         if raw.endswith(b"\r"):
@@ -166,6 +207,8 @@ class PromTextParser(LineParser):
             return
         if _EOF.fullmatch(line):
             self._end_scrape()
+            if self._fallback_seen:
+                self._fallback_closed = True  # what follows is another scrape
             return
         if b"scrape" not in line[:12] and b"time:" not in line[:12]:
             return  # HELP, TYPE, UNIT and free comments carry nothing a sample row needs
@@ -173,6 +216,7 @@ class PromTextParser(LineParser):
         m = _SEPARATOR.fullmatch(text)
         if m is None:
             return
+        self._separators = True
         self._end_scrape()
         try:
             time_us = scrape_time_to_us(m.group(1))
@@ -195,14 +239,42 @@ class PromTextParser(LineParser):
         run = self._untimed
         if run is None:
             return
-        first, offset, last, count = run
+        first, offset, last, count, why = run
         where = f"line {first}" if first == last else f"lines {first}-{last}"
-        self.rejects.append(Reject(
-            first, offset, where,
-            f"{count} sample(s) on {where} have no timestamp and no '# scrape <ISO 8601 time>' or "
-            "'# time: <unix seconds>' line before them, so their time is unknown",
-        ))
+        reason = _UNTIMED_REASONS[why].format(count=count, where=where, fallback=self._fallback_source)
+        self.rejects.append(Reject(first, offset, where, reason))
         self._untimed = None
+
+    def _untimed_sample(self, line_no: int, offset: int, why: str) -> None:
+        run = self._untimed
+        if run is not None and run[4] != why:
+            self.flush_untimed()
+            run = None
+        if run is None:
+            self._untimed = [line_no, offset, line_no, 1, why]
+        else:
+            run[2] = line_no
+            run[3] += 1
+
+    def _fallback_time(self, series) -> int | None:
+        """The time for a sample with neither a timestamp nor a separator above it: the fallback, if the
+        file has no separators and this sample belongs to its first scrape; else None."""
+        if self._fallback_closed or self._fallback is None:
+            return None
+        if self._separators is None:
+            self._separators = self._has_separators()
+        if self._separators:
+            return None
+        seen = self._fallback_seen
+        if seen is None:
+            self._fallback_us, self._fallback_source = self._fallback()
+            self.cols.scrape_time_us = self._fallback_us
+            seen = self._fallback_seen = set()
+        elif series.key in seen:
+            self._fallback_closed = True  # the series again: a second scrape began
+            return None
+        seen.add(series.key)
+        return self._fallback_us
 
     def _sample(self, text: str, line_no: int, offset: int) -> None:
         m = _FAST_SAMPLE.fullmatch(text)
@@ -217,19 +289,9 @@ class PromTextParser(LineParser):
         self._store(name, label_text, labels, value_text, ts_text, line_no, offset)
 
     def _store(self, name, label_text, labels, value_text, ts_text, line_no, offset) -> None:
+        # Everything that can reject the line comes first: the state below changes only for a good line.
         value = parse_value(value_text)
-        if ts_text is not None:
-            time_us = exposition_ts_to_us(ts_text)
-        elif self.scrape_us is not None:
-            time_us = self.scrape_us
-        else:
-            run = self._untimed
-            if run is None:
-                self._untimed = [line_no, offset, line_no, 1]
-            else:
-                run[2] = line_no
-                run[3] += 1
-            return
+        time_us = exposition_ts_to_us(ts_text) if ts_text is not None else None
         # A label set seen before (the usual case in repeated scrapes) is not parsed again.
         cache_key = (name, label_text, self.scrape_labels_text)
         series = self._series.get(cache_key)
@@ -241,14 +303,36 @@ class PromTextParser(LineParser):
             if len(self._series) >= SERIES_CACHE_MAX:
                 self._series.clear()
             self._series[cache_key] = series
+        if time_us is not None:
+            used = "sample timestamps"
+        elif self.scrape_us is not None:
+            time_us, used = self.scrape_us, "# scrape lines"
+        else:
+            time_us = self._fallback_time(series)
+            if time_us is None:
+                self._untimed_sample(line_no, offset, "second scrape" if self._fallback_closed else "no separator")
+                return
+            used = self._fallback_source
+        self.cols.time_sources.add(used)
         self.cols.add(series, time_us, value)
 
     def end(self) -> None:
         self.flush_untimed()
 
 
+def fallback_scrape_time(source: Source, options: dict) -> tuple[int, str]:
+    """The time of a scrape that wrote none: --scrape-time, else the file's modification time."""
+    given = options.get("scrape_time_us")
+    if given is not None:
+        return given, "--scrape-time"
+    mtime_us = source.path.stat().st_mtime_ns // 1_000_000_000 * 1_000_000  # to the second: a scrape's precision
+    return check_range(mtime_us, f"modification time of {source.path.name}"), "file modification time"
+
+
 def read_prom_text(source: Source, ctx: ReadContext) -> Iterator[Batch]:
-    yield from read_lines(PromTextParser(ctx.file_id), source, ctx)
+    parser = PromTextParser(ctx.file_id, fallback=lambda: fallback_scrape_time(source, ctx.options),
+                            has_separators=lambda: has_separator_lines(source))
+    yield from read_lines(parser, source, ctx)
 
 
 _SNIFF_SAMPLE = re.compile(

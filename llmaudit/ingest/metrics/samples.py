@@ -2,12 +2,16 @@
 (metric name, labels, host, device, source), its time and its value.
 
 A sample's source is told by its metric name (DCGM_ -> dcgm, vllm: -> vllm, nvidia_smi_ -> nvidia-smi,
-else prometheus). NaN values are stored as NULL.
+else prometheus). NaN values are stored as NULL, and so are DCGM's blank sentinels (see DCGM_BLANKS).
+
+Each file also gets one `metric_files` row: where its samples' times came from (TIME_SOURCES), the one
+time given to samples that had none, and how many DCGM blanks it held.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -43,6 +47,29 @@ HOST_LABELS = (("Hostname", False), ("hostname", False), ("host", False), ("node
 # Labels naming the GPU, in priority order (DCGM: gpu index, UUID; nvidia_gpu_exporter: uuid).
 DEVICE_LABELS = ("gpu", "UUID", "uuid", "gpu_uuid")
 MIG_LABEL = "GPU_I_ID"  # DCGM labels a MIG instance's samples with its GPU instance id
+
+# DCGM writes a field it could not read as a sentinel at or above the "blank" base of the field's type,
+# the low bits saying why (not found, not supported, not permitted): dcgm_structs.h, DCGM_*_IS_BLANK.
+#   DCGM_INT32_BLANK 0x7FFFFFF0, up to INT32_MAX (an int32 holds no more; larger values are real int64s
+#                    such as the energy counter);
+#   DCGM_FP64_BLANK  2**47 = 140737488355328.0 and above, which also covers
+#   DCGM_INT64_BLANK 0x7FFFFFFFFFFFFFF0 = 9223372036854775792 and above.
+# The exposition does not say a field's type (and Prometheus rewrites 140737488355328.000000 as
+# 140737488355328), so the ranges apply to every DCGM value. A blank is stored as NULL, like NaN, not
+# rejected: the sample still says which GPU reports the field, and when.
+DCGM_BLANKS = ((float(0x7FFFFFF0), float(0x7FFFFFFF)), (140737488355328.0, math.inf))
+
+# Where a file's sample times came from, in the order a summary names them.
+TIME_SOURCES = ("sample timestamps", "# scrape lines", "--scrape-time", "file modification time")
+
+METRIC_FILES_SCHEMA = pa.schema(
+    [
+        ("file_id", pa.int32()),
+        ("time_source", pa.string()),
+        ("scrape_time", pa.timestamp("us")),
+        ("blank_values", pa.int64()),
+    ]
+)
 
 _MIN_US = 0                          # 1970-01-01
 _MAX_US = 7_258_118_400 * 1_000_000  # 2200-01-01: anything later is a unit mistake, not a time
@@ -84,19 +111,30 @@ def make_series(metric: str, labels: dict, source: str | None = None) -> Series:
     return Series(metric, key, labels_json, host, device, source)
 
 
+def is_dcgm_blank(value: float) -> bool:
+    return any(low <= value <= high for low, high in DCGM_BLANKS)
+
+
 class SampleColumns:
-    """Accumulates metric rows column by column."""
+    """Accumulates metric rows column by column; counts the DCGM blanks it turned into NULL and, for
+    the file's `metric_files` row, the time sources its readers used."""
 
     def __init__(self, file_id: int) -> None:
         self.file_id = file_id
         self.time_us: list = []
         self.value: list = []
         self.series: list = []
+        self.blanks = 0                      # over the whole file (take() keeps it)
+        self.time_sources: set[str] = set()  # TIME_SOURCES used by stored samples
+        self.scrape_time_us: int | None = None  # the time given to samples without one, if any was
 
     def __len__(self) -> int:
         return len(self.time_us)
 
     def add(self, series: Series, time_us: int, value: float | None) -> None:
+        if value is not None and series.source == "dcgm" and value >= DCGM_BLANKS[0][0] and is_dcgm_blank(value):
+            value = None
+            self.blanks += 1
         self.series.append(series)
         self.time_us.append(time_us)
         self.value.append(value)
@@ -122,6 +160,21 @@ class SampleColumns:
         self.value.clear()
         self.series.clear()
         return batch
+
+    def file_related(self) -> dict[str, pa.Table]:
+        """The file's `metric_files` row (as Batch.related), once it stored a sample; else nothing."""
+        if not self.time_sources:
+            return {}
+        row = {
+            "file_id": [self.file_id],
+            "time_source": [" + ".join(t for t in TIME_SOURCES if t in self.time_sources)],
+            "scrape_time": [self.scrape_time_us],
+            "blank_values": [self.blanks],
+        }
+        table = pa.Table.from_pydict(
+            {**row, "scrape_time": pa.array(row["scrape_time"], pa.int64()).cast(pa.timestamp("us"))},
+            schema=METRIC_FILES_SCHEMA)
+        return {"metric_files": table}
 
 
 def parse_value(text: str) -> float | None:

@@ -1,11 +1,22 @@
-"""Jaeger JSON: the UI's "download" and the query API's /api/traces response."""
+"""Jaeger JSON: the query API's /api/traces response and the UI's download ({"data": [trace, ...]}), one
+trace object without that wrapper ({"traceID", "spans", "processes"}), and the list of spans that
+jaeger-anonymizer writes (each span with its "process" inline). The v3 API's {"result": {...}} is OTLP
+inside `result`: the OTLP readers take it."""
 
 from __future__ import annotations
 
 import orjson
 
-from llmaudit.ingest.core import Format, Reject
-from llmaudit.ingest.traces.spans import SPAN_KEY, BadRecord, SpanColumns, check_id, read_document, text_value
+from llmaudit.ingest.core import Format, Reject, short
+from llmaudit.ingest.traces.spans import (
+    SPAN_KEY,
+    BadRecord,
+    SpanColumns,
+    check_id,
+    read_document,
+    split_shared,
+    text_value,
+)
 
 # Jaeger keeps the OTLP kind and status in tags (set by the OTLP receiver / SDK exporters).
 _KIND_TAG = {"client": "client", "server": "server", "producer": "producer", "consumer": "consumer", "internal": "internal"}
@@ -49,7 +60,50 @@ def _span_id(value, what: str) -> str:
 
 def sniff_jaeger(head: bytes, name: str) -> bool:
     h = head.lstrip()
-    return h.startswith(b"{") and b'"traceID"' in h and b'"data"' in h
+    if b'"traceID"' not in h:
+        return False
+    if h.startswith(b"{"):
+        return b'"data"' in h or b'"spans"' in h
+    return h.startswith(b"[") and b'"spanID"' in h
+
+
+def _traces(doc) -> tuple[list | None, str]:
+    """The trace objects of a document and the path its records are named under, or (None, why not)."""
+    if type(doc) is dict:
+        data = doc.get("data")
+        if type(data) is list:
+            return data, "data"
+        if type(doc.get("spans")) is list:  # one trace, as the UI downloads it
+            return [doc], "trace"
+        errors = doc.get("errors")
+        if errors:  # the query API's answer when it has no trace to give
+            return None, f"Jaeger query API error: {short(errors, 200)}"
+        return None, "not a Jaeger export: no data list and no spans"
+    if type(doc) is list:
+        if all(type(t) is dict and "spans" in t for t in doc):
+            return doc, ""
+        return [{"spans": doc}], "anonymized"  # jaeger-anonymizer: spans carry their process inline
+    return None, "not a Jaeger export: expected a JSON object or list"
+
+
+def _parent(sp: dict, trace_id: str) -> str | None:
+    """As Jaeger reads it: the first CHILD_OF reference into the span's own trace, else the first
+    FOLLOWS_FROM one; older exports give parentSpanID instead."""
+    follows = None
+    for ref in sp.get("references") or ():
+        ref_trace = ref.get("traceID")
+        if not ref.get("spanID") or (ref_trace and str(ref_trace).lower().rjust(32, "0") != trace_id):
+            continue
+        ref_type = ref.get("refType", "CHILD_OF")
+        if ref_type == "CHILD_OF":
+            return _span_id(ref["spanID"], "references.spanID")
+        if follows is None and ref_type == "FOLLOWS_FROM":
+            follows = ref["spanID"]
+    if follows is not None:
+        return _span_id(follows, "references.spanID")
+    if sp.get("parentSpanID") not in (None, "", "0"):
+        return _span_id(sp["parentSpanID"], "parentSpanID")
+    return None
 
 
 def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
@@ -59,13 +113,16 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         return cols, [Reject(None, None, None, f"invalid JSON: {exc}")], 0
-    traces = doc.get("data") if type(doc) is dict else None
-    if type(traces) is not list:
-        return cols, [Reject(None, 0, None, "not a Jaeger export: no data list")], 0
+    traces, path = _traces(doc)
+    if traces is None:
+        return cols, [Reject(None, 0, None, path)], 0
     seen = 0
+    rows: list[dict] = []
     for ti, trace in enumerate(traces):
+        # How a record is named in a reject: its path in the document.
+        where = {"data": f"data[{ti}].spans", "trace": "spans", "anonymized": ""}.get(path, f"[{ti}].spans")
         if type(trace) is not dict:
-            rejects.append(Reject(None, None, f"data[{ti}]", "trace is not an object"))
+            rejects.append(Reject(None, None, where.removesuffix(".spans"), "trace is not an object"))
             continue
         processes = trace.get("processes") or {}
         proc_cache: dict = {}
@@ -76,13 +133,7 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
                     raise BadRecord("span is not an object")
                 trace_id = _trace_id(sp.get("traceID") or trace.get("traceID"))
                 span_id = _span_id(sp.get("spanID"), "spanID")
-                parent = None
-                for ref in sp.get("references") or ():
-                    if ref.get("refType", "CHILD_OF") == "CHILD_OF" and ref.get("spanID"):
-                        parent = _span_id(ref["spanID"], "references.spanID")
-                        break
-                if parent is None and sp.get("parentSpanID") not in (None, "", "0"):
-                    parent = _span_id(sp["parentSpanID"], "parentSpanID")
+                parent = _parent(sp, trace_id)
                 start = sp.get("startTime")
                 if type(start) is not int:
                     raise BadRecord("startTime must be an integer of microseconds")
@@ -91,7 +142,7 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
                     raise BadRecord("duration must be a number of microseconds")
                 attrs = _tags(sp.get("tags"))
                 pid = sp.get("processID")
-                if pid not in proc_cache:
+                if pid is None or pid not in proc_cache:
                     proc = (processes.get(pid) if pid is not None else sp.get("process")) or {}
                     res = _tags(proc.get("tags"))
                     service = proc.get("serviceName")
@@ -99,6 +150,8 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
                         res.setdefault("service.name", service)
                     proc_cache[pid] = (service, orjson.dumps(res).decode())
                 service, res_json = proc_cache[pid]
+                if pid is None:  # an inline process belongs to its span alone
+                    del proc_cache[pid]
                 kind = _KIND_TAG.get(attrs.pop("span.kind", "").lower(), "unspecified")
                 status_code = "unset"
                 otel_status = attrs.pop("otel.status_code", "").upper()
@@ -121,23 +174,17 @@ def parse_document(data: bytes) -> tuple[SpanColumns, list, int]:
                         ]
                     ).decode()
             except (BadRecord, AttributeError, TypeError, ValueError) as exc:
-                rejects.append(Reject(None, None, f"data[{ti}].spans[{si}]", str(exc) or type(exc).__name__))
+                rejects.append(Reject(None, None, f"{where}[{si}]", str(exc) or type(exc).__name__))
                 continue
-            cols.trace_id.append(trace_id)
-            cols.span_id.append(span_id)
-            cols.parent_span_id.append(parent)
             name = sp.get("operationName")
-            cols.name.append(name if type(name) is str else None)
-            cols.kind.append(kind)
-            cols.start_us.append(start)
-            cols.end_us.append(start + int(duration))
-            cols.status_code.append(status_code)
-            cols.status_message.append(status_message)
-            cols.service.append(service)
-            cols.scope_name.append(scope_name)
-            cols.attributes.append(orjson.dumps(attrs))
-            cols.resource_ids.append(cols.resource_index(res_json))
-            cols.events.append(events)
+            rows.append({"trace_id": trace_id, "span_id": span_id, "parent_span_id": parent,
+                         "name": name if type(name) is str else None, "kind": kind, "start": start,
+                         "end": start + int(duration), "status_code": status_code, "status_message": status_message,
+                         "service": service, "scope_name": scope_name, "attributes": attrs, "resource": res_json,
+                         "events": events})
+    split_shared(rows)  # Zipkin-style client and server halves under one id, stored in Jaeger as they came
+    for row in rows:
+        cols.add_row(row)
     return cols, rejects, seen
 
 

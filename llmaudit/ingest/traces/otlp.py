@@ -13,7 +13,7 @@ from typing import Callable
 
 import orjson
 
-from llmaudit.ingest.core import Reject
+from llmaudit.ingest.core import Reject, short
 from llmaudit.ingest.traces.spans import (
     SPAN_KINDS,
     STATUS_CODES,
@@ -149,11 +149,26 @@ def _events(events) -> str | None:
     return orjson.dumps(out).decode()
 
 
+def _unwrap(doc: dict):
+    """The resourceSpans of an export inside a wrapper: Jaeger's v3 query API (grpc-gateway) answers
+    {"result": <TracesData>}, one such object per line when it streams, and {"error": {...}} when it
+    has nothing to give."""
+    result = doc.get("result")
+    if type(result) is dict:
+        return _field(result, "resourceSpans", "resource_spans")
+    error = doc.get("error")
+    if type(error) is dict and len(doc) == 1:
+        raise BadRecord(f"Jaeger query API error: {short(error.get('message') or error, 200)}")
+    return None
+
+
 def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset: int | None) -> int:
     """Append the spans of one ExportTraceServiceRequest; returns how many span records it held."""
     if type(doc) is not dict:
         raise BadRecord("not a JSON object")
     resource_spans = _field(doc, "resourceSpans", "resource_spans")
+    if resource_spans is None:
+        resource_spans = _unwrap(doc)
     if type(resource_spans) is not list:
         raise BadRecord("not an OTLP trace export: no resourceSpans list")
     seen = 0
@@ -196,9 +211,10 @@ def add_request(doc, cols: SpanColumns, rejects: list, line: int | None, offset:
                     if parent and (type(parent) is not str or len(parent) != 16 or not _is_hex(parent)):
                         parent = _ident(parent, 16, "parentSpanId")
                     start = _field(sp, "startTimeUnixNano", "start_time_unix_nano")
-                    if start is None:
-                        raise BadRecord("span has no startTimeUnixNano")
-                    start = _time_us(start, "startTimeUnixNano")
+                    if start is not None:
+                        start = _time_us(start, "startTimeUnixNano")
+                    else:  # omitted as the proto default (Jaeger's v3 API does): taken from the parent
+                        cols.missing_start = True
                     end = _field(sp, "endTimeUnixNano", "end_time_unix_nano")
                     end = _time_us(end, "endTimeUnixNano") if end is not None else None
                     kind = sp.get("kind", 0)

@@ -80,6 +80,72 @@ def resource_id(resource_json: str) -> str:
     return hashlib.blake2b(resource_json.encode(), digest_size=8).hexdigest()
 
 
+def shared_client_id(trace_id: str, span_id: str) -> str:
+    """The id the client half of a shared span is stored under: a hash of the trace id, the shared id and
+    "client", so the same half gets the same id from every file (re-ingesting it adds nothing)."""
+    return hashlib.blake2b(f"{trace_id}{span_id}client".encode(), digest_size=8).hexdigest()
+
+
+SHARED_ID_ATTRIBUTE = "llmaudit.shared_span_id"  # on a client half: the span id it shared with its server half
+
+
+def split_shared(rows: list[dict]) -> int:
+    """Zipkin-style RPCs report the client and the server half of a call under one span id (the server
+    half marked `shared`, or told apart by kind). Both are real spans: the server half keeps the id (its
+    children point to it), the client half is given shared_client_id() with the shared id kept in its
+    attributes, and becomes the server half's parent. Rows are dicts with trace_id, span_id,
+    parent_span_id, kind, attributes (a dict) and shared; changed in place. Returns the halves split."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["trace_id"], row["span_id"]), []).append(row)
+    split = 0
+    for (trace_id, span_id), halves in groups.items():
+        if len(halves) < 2:
+            continue
+        servers = [r for r in halves if r.get("shared")]
+        if servers:  # the flag marks the server's half: the others are the client's
+            clients = [r for r in halves if not r.get("shared")]
+        else:
+            servers = [r for r in halves if r["kind"] == "server"]
+            clients = [r for r in halves if r["kind"] == "client"]
+        if not servers or not clients:
+            continue  # the same span reported twice: stored once
+        client_id = shared_client_id(trace_id, span_id)
+        # A half reported twice is still one span: every copy is changed alike (and stored once).
+        for client in clients:
+            client["span_id"] = client_id
+            client["attributes"][SHARED_ID_ATTRIBUTE] = span_id
+        for server in servers:
+            server["parent_span_id"] = client_id
+        split += 1
+    return split
+
+
+def inherit_starts(trace_ids: list, span_ids: list, parent_ids: list, starts: list) -> list:
+    """Start times with each missing one taken from the nearest ancestor in the same rows that has one
+    (a child cannot start before its parent), else left None (unknown)."""
+    if None not in starts:
+        return starts
+    index: dict = {}
+    for i, key in enumerate(zip(trace_ids, span_ids)):
+        index.setdefault(key, i)
+    out = list(starts)
+    for i, start in enumerate(starts):
+        if start is not None:
+            continue
+        j = i
+        for _ in range(len(starts)):  # bounded: a parent cycle ends the walk
+            parent = parent_ids[j]
+            k = index.get((trace_ids[j], parent)) if parent is not None else None
+            if k is None or k == j:
+                break
+            j = k
+            if out[j] is not None:
+                break
+        out[i] = out[j]
+    return out
+
+
 class SpanColumns:
     """Accumulates span rows column by column."""
 
@@ -101,6 +167,7 @@ class SpanColumns:
         self._resources: dict[str, int] = {}
         self._ids: list[str] = []  # resource_id of each, in index order (hashed once)
         self.events: list = []
+        self.missing_start = False  # a span without a start time was added: inherit_starts() fills it
 
     def resource_index(self, resource_json: str) -> int:
         index = self._resources.get(resource_json)
@@ -129,6 +196,25 @@ class SpanColumns:
         """Each column's bound list.append, in _ROW order: readers bind them to locals once per batch."""
         return tuple(getattr(self, name).append for name in self._ROW)
 
+    def add_row(self, row: dict) -> None:
+        """Append one span given as a dict (readers that look at a document's spans together before
+        storing them): the columns' names, with start/end in microseconds, attributes as a dict and
+        resource as its JSON text."""
+        self.trace_id.append(row["trace_id"])
+        self.span_id.append(row["span_id"])
+        self.parent_span_id.append(row["parent_span_id"])
+        self.name.append(row["name"])
+        self.kind.append(row["kind"])
+        self.start_us.append(row["start"])
+        self.end_us.append(row["end"])
+        self.status_code.append(row["status_code"])
+        self.status_message.append(row["status_message"])
+        self.service.append(row["service"])
+        self.scope_name.append(row["scope_name"])
+        self.attributes.append(orjson.dumps(row["attributes"]))
+        self.resource_ids.append(self.resource_index(row["resource"]))
+        self.events.append(row["events"])
+
     def mark(self) -> tuple[int, int]:
         return len(self.trace_id), len(self._resources)
 
@@ -141,6 +227,8 @@ class SpanColumns:
             del self._resources[key]
 
     def to_arrow(self, file_id: int) -> pa.RecordBatch:
+        if self.missing_start:  # set by a reader that met a span without a start time
+            self.start_us = inherit_starts(self.trace_id, self.span_id, self.parent_span_id, self.start_us)
         start = pa.array(self.start_us, pa.int64())
         end = pa.array(self.end_us, pa.int64())
         duration = pc.divide(pc.subtract(end, start).cast(pa.float64()), 1000.0)
