@@ -159,6 +159,27 @@ def test_langfuse_batch_export_lines_rejects_name_the_line(store, ingest):
     assert store.execute("SELECT root_name, feature, tenant FROM requests").fetchall() == [("digest", "nightly-digest", "svc-digest")]
 
 
+def test_langfuse_vercel_wrapper_generation_is_not_a_second_call(tmp_path, store, ingest):
+    # Langfuse makes both the Vercel AI SDK's ai.generateText wrapper and its doGenerate provider call
+    # GENERATIONs; the wrapper's usage repeats the provider call's, so only the provider call is a call.
+    trace = "df41e597d0a85e0d7a6ae8ebfaa70aa0"
+
+    def generation(oid, name, parent, usage):
+        return {"id": oid, "traceId": trace, "type": "GENERATION", "name": name, "parentObservationId": parent,
+                "startTime": "2025-11-17T10:00:00.000Z", "endTime": "2025-11-17T10:00:02.000Z", "model": "gpt-5",
+                "usageDetails": usage, "metadata": {"attributes": {"ai.operationId": name, "ai.model.id": "gpt-5"}}}
+
+    path = tmp_path / "vercel.json"
+    path.write_text(json.dumps({"trace": {"id": trace, "projectId": "p", "name": "ai.generateText"}, "observations": [
+        generation("1dc6768109615657", "ai.generateText", None, {"input": 62, "output": 85, "total": 147}),
+        generation("91a17a2274bfd23f", "ai.generateText.doGenerate", "1dc6768109615657", {"input": 62, "output": 85, "total": 147}),
+    ]}))
+    ingest(path)
+    assert store.execute("SELECT span_name, input_tokens, output_tokens FROM llm_calls").fetchall() == [
+        ("ai.generateText.doGenerate", 62, 85)]
+    assert store.scalar("SELECT count(*) FROM spans") == 2
+
+
 def test_langfuse_usage_table_in_conventions():
     conf = conventions()["langfuse"]["usage"]
 
