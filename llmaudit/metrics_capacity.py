@@ -63,73 +63,19 @@ def _utc(value) -> datetime | None:
     return value
 
 
-_GPU_HOURS_SQL = """
-WITH iv AS (
-    SELECT host, device, busy, busy_signal,
-           greatest(start_time, coalesce(CAST($start AS TIMESTAMP), start_time)) AS a,
-           least(end_time, coalesce(CAST($end AS TIMESTAMP), end_time)) AS b
-    FROM gpu_busy_intervals
-    WHERE seconds > 0
-),
-pieces AS (
-    -- an interval that crosses o'clock is split so each part counts toward its own hour
-    SELECT iv.host, iv.device, iv.busy, iv.busy_signal, h.hour_start,
-           date_diff('microsecond', greatest(iv.a, h.hour_start),
-                     least(iv.b, h.hour_start + INTERVAL 1 HOUR)) / 3600e6 AS hours
-    FROM iv,
-         LATERAL (SELECT unnest(generate_series(date_trunc('hour', iv.a), iv.b, INTERVAL 1 HOUR)) AS hour_start) AS h
-    WHERE iv.b > iv.a
-)
-SELECT host, device, CAST(hour(hour_start) AS INTEGER) AS hour_of_day,
-       CAST(count(DISTINCT CAST(hour_start AS DATE)) AS INTEGER) AS days,
-       sum(hours) AS provisioned_gpu_hours,
-       coalesce(sum(hours * busy), 0) AS busy_gpu_hours,
-       coalesce(sum(hours) FILTER (WHERE busy IS NOT NULL), 0) AS measured_gpu_hours,
-       CASE WHEN count(DISTINCT busy_signal) > 1 THEN 'mixed' ELSE max(busy_signal) END AS busy_signal
-FROM pieces
-WHERE hours > 0
-GROUP BY host, device, hour_of_day
-ORDER BY host NULLS FIRST, device NULLS FIRST, hour_of_day
-"""
 
 
 def gpu_hours(con, start=None, end=None) -> list[GpuHours]:
     """Provisioned and busy GPU-hours per host, device and hour of day (UTC) within [start, end)."""
-    rows = _con(con).execute(_GPU_HOURS_SQL, {"start": _utc(start), "end": _utc(end)}).fetchall()
+    rows = _con(con).execute("SELECT * FROM gpu_hours_between(?, ?)", [_utc(start), _utc(end)]).fetchall()
     return [GpuHours(*row) for row in rows]
 
 
-_PEAK_SQL = """
-WITH per_time AS (
-    -- engines of one server (data parallel) are scraped together: their sum is the server's load
-    SELECT host, model_name, time,
-           sum(value) FILTER (WHERE metric = 'requests_running') AS running,
-           sum(value) FILTER (WHERE metric = 'requests_waiting') AS waiting
-    FROM serving_samples
-    WHERE metric IN ('requests_running', 'requests_waiting')
-      AND ($start IS NULL OR time >= CAST($start AS TIMESTAMP))
-      AND ($end IS NULL OR time < CAST($end AS TIMESTAMP))
-    GROUP BY host, model_name, time
-),
-ranked AS (
-    SELECT *, max(running) OVER (PARTITION BY host, model_name) AS peak FROM per_time
-)
-SELECT host, model_name, CAST(count(*) AS INTEGER) AS samples,
-       max(running) AS peak_running,
-       min(time) FILTER (WHERE running = peak) AS peak_running_at,
-       avg(running) AS mean_running,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY running) AS p95_running,
-       max(waiting) AS peak_waiting,
-       max(coalesce(running, 0) + coalesce(waiting, 0)) AS peak_in_system
-FROM ranked
-GROUP BY host, model_name
-ORDER BY host NULLS FIRST, model_name NULLS FIRST
-"""
 
 
 def serving_peak_concurrency(con, start=None, end=None) -> list[ServingPeak]:
     """Peak, mean and p95 of running requests per host and model, with waiting requests."""
-    rows = _con(con).execute(_PEAK_SQL, {"start": _utc(start), "end": _utc(end)}).fetchall()
+    rows = _con(con).execute("SELECT * FROM serving_peaks_between(?, ?)", [_utc(start), _utc(end)]).fetchall()
     return [ServingPeak(*row) for row in rows]
 
 

@@ -445,6 +445,7 @@ def _price(con, settings: Settings) -> None:
         reconcile,
         write_gpu_prices,
     )
+    from llmaudit.store.report_views import create_report_views
 
     catalog = load_catalog(settings=settings)
     price_calls(con, catalog, accelerator=settings.accelerator)
@@ -452,6 +453,7 @@ def _price(con, settings: Settings) -> None:
     if con.execute("SELECT count(*) FROM billing").fetchone()[0]:
         reconcile(con, catalog)
     create_cost_views(con)
+    create_report_views(con)
     con.execute("INSERT OR REPLACE INTO meta VALUES ('prices_as_of', ?), ('prices_source', ?)",
                 [str(catalog.as_of), f"{catalog.source}" + (f"; overridden by {catalog.override_path}" if catalog.override_path else "")])
 

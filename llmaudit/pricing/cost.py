@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 import duckdb
 
 from llmaudit.pricing.catalog import Catalog, base_model, canon
+from llmaudit.pricing.charges import create_billing_spend
 
 UNPRICED = "unpriced"
 NO_GPU_DATA = "self-hosted: no GPU data"
-LLM_BILLING_FORMATS = ("openai-costs-json", "openai-usage-json", "anthropic-cost-json", "anthropic-usage-json")
 
 
 @dataclass
@@ -286,11 +286,6 @@ def write_gpu_prices(con: duckdb.DuckDBPyConnection, catalog: Catalog, *, accele
 # Reconciliation with bills
 # --------------------------------------------------------------------------------------------------
 
-# The billing rows that pay for model calls: a model or token type, a model-provider report, or a
-# charge in FOCUS's AI service category.
-_LLM_BILLING_ROWS = """(b.model IS NOT NULL OR b.token_type IS NOT NULL OR b.source_format IN ({formats})
-                        OR b.service_category = 'AI and Machine Learning')"""
-
 _RECONCILE = """
 CREATE OR REPLACE TABLE reconciliation AS
 WITH trace AS (
@@ -306,10 +301,12 @@ WITH trace AS (
     WHERE NOT coalesce(c.self_hosted, FALSE)
     GROUP BY ALL
 ),
+-- Usage of model APIs only (billing_spend): purchases, unused commitments, tax, credits and
+-- infrastructure are not what traced calls cost.
 bill_rows AS (
     SELECT b.*, coalesce(mm.shown, '(no model)') AS model_key
-    FROM billing b LEFT JOIN _recon_models mm ON mm.model = b.model
-    WHERE {llm_rows} AND b.charge_period_start IS NOT NULL
+    FROM billing_spend b LEFT JOIN _recon_models mm ON mm.model = b.model
+    WHERE b.model_api AND b.charge_kind = 'usage' AND b.charge_period_start IS NOT NULL
 ),
 -- A charge whose period spans several days is spread over them in proportion to time.
 bill_days AS (
@@ -328,8 +325,9 @@ bill AS (
     SELECT provider, model_key AS model, CAST(day AS DATE) AS day, currency,
            sum(billed_cost * share) AS billed_cost,
            sum(effective_cost * share) AS effective_cost,
-           sum(consumed_quantity * share) FILTER (WHERE token_type IS NOT NULL OR lower(consumed_unit) LIKE 'token%')
-               AS billed_tokens
+           sum(amortized_cost * share) AS usage_cost,
+           sum(amortized_cost * share) FILTER (WHERE committed) AS committed_cost,
+           sum(billed_tokens * share) AS billed_tokens
     FROM bill_days GROUP BY ALL
 ),
 window_days AS (SELECT min(day) AS first_day, max(day) AS last_day FROM trace)
@@ -343,11 +341,13 @@ SELECT coalesce(t.provider, b.provider) AS provider,
        coalesce(t.trace_tokens, 0) AS trace_tokens,
        b.billed_cost,
        b.effective_cost,
+       b.usage_cost,
+       b.committed_cost,
        b.billed_tokens,
-       CASE WHEN b.billed_cost IS NOT NULL AND coalesce(t.currency, b.currency) = 'USD'
-            THEN b.billed_cost - coalesce(t.trace_cost, 0) END AS gap,
-       CASE WHEN b.billed_cost > 0 AND coalesce(t.currency, b.currency) = 'USD'
-            THEN coalesce(t.trace_cost, 0) / b.billed_cost END AS explained_share,
+       CASE WHEN b.usage_cost IS NOT NULL AND coalesce(t.currency, b.currency) = 'USD'
+            THEN b.usage_cost - coalesce(t.trace_cost, 0) END AS gap,
+       CASE WHEN b.usage_cost > 0 AND coalesce(t.currency, b.currency) = 'USD'
+            THEN coalesce(t.trace_cost, 0) / b.usage_cost END AS explained_share,
        coalesce(coalesce(t.day, b.day) BETWEEN w.first_day AND w.last_day, FALSE) AS in_trace_window
 FROM trace t
 FULL OUTER JOIN bill b
@@ -359,11 +359,14 @@ ORDER BY day, provider, model, currency
 
 def reconcile(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[dict]:
     """Build table `reconciliation`: per provider (as bills name it), model, day and currency, the
-    trace-estimated cost, the billed cost, the gap (billed - estimated) and the share of the bill the
-    traces explain. Models are matched on their base name (gpt-4o-2024-08-06 and gpt-4o meet), and
-    providers by who bills them (aws.bedrock calls meet aws bills). Traces are priced in USD, so bills
-    in another currency get no gap. Returns the totals per provider and currency over the days the
-    traces cover."""
+    trace-estimated cost, the bill's model-API usage (usage_cost: amortized, EffectiveCost else
+    BilledCost, so usage drawn from a prepaid commitment counts at its share of it; billed_cost and
+    effective_cost beside it), the gap
+    (usage_cost - estimated) and the share of it the traces explain. Purchases (commitments), unused
+    commitments, tax, credits and infrastructure are left out (view billing_spend). Models are
+    matched on their base name (gpt-4o-2024-08-06 and gpt-4o meet), and providers by who bills them
+    (aws.bedrock calls meet aws bills). Traces are priced in USD, so bills in another currency get no
+    gap. Returns the totals per provider and currency over the days the traces cover."""
     if not _exists(con, "llm_calls"):
         return []
     con.execute("CREATE OR REPLACE TEMP TABLE _recon_providers (provider VARCHAR, bills_as VARCHAR)")
@@ -381,16 +384,16 @@ def reconcile(con: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[dict]:
             shown.setdefault(canon(base), base)
         con.executemany("INSERT INTO _recon_models VALUES (?, ?, ?)",
                         [(m, canon(b), shown[canon(b)]) for m, b in bases.items()])
-    formats = ", ".join("'" + f + "'" for f in LLM_BILLING_FORMATS)
-    con.execute(_RECONCILE.format(llm_rows=_LLM_BILLING_ROWS.format(formats=formats)))
+    create_billing_spend(con)
+    con.execute(_RECONCILE)
     totals = con.execute("""
-        SELECT provider, currency, sum(trace_calls), sum(trace_cost), sum(billed_cost), sum(gap),
-               CASE WHEN sum(billed_cost) > 0 AND currency = 'USD' THEN coalesce(sum(trace_cost), 0) / sum(billed_cost) END
+        SELECT provider, currency, sum(trace_calls), sum(trace_cost), sum(usage_cost), sum(gap),
+               CASE WHEN sum(usage_cost) > 0 AND currency = 'USD' THEN coalesce(sum(trace_cost), 0) / sum(usage_cost) END
         FROM reconciliation WHERE in_trace_window
         GROUP BY provider, currency ORDER BY provider NULLS FIRST, currency NULLS FIRST""").fetchall()
     con.execute("DROP TABLE IF EXISTS _recon_providers")
     con.execute("DROP TABLE IF EXISTS _recon_models")
-    keys = ("provider", "currency", "trace_calls", "trace_cost", "billed_cost", "gap", "explained_share")
+    keys = ("provider", "currency", "trace_calls", "trace_cost", "usage_cost", "gap", "explained_share")
     return [dict(zip(keys, row)) for row in totals]
 
 

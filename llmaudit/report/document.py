@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from llmaudit import __version__
 from llmaudit.findings.model import Finding
 from llmaudit.report.finding_charts import FindingChart, finding_charts
+from llmaudit.report.numbers import money_text
 from llmaudit.rules.engine import RunResult, as_utc
 from llmaudit.store import Store
 
@@ -147,8 +148,6 @@ def _r(value, digits: int = 2):
     return None if value is None else round(float(value), digits)
 
 
-def _money_text(amount: float, currency: str) -> str:
-    return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
 
 
 def _trace_days(store: Store) -> tuple | None:
@@ -160,84 +159,88 @@ def _trace_days(store: Store) -> tuple | None:
 
 
 def _billing_sections(store: Store, headline: dict, extras: dict) -> None:
-    """Billed spend over the traced days, by kind and currency, and the reconciliation of model spend."""
+    """Billed spend over the traced days, by kind and currency, and the reconciliation of model spend: the
+    views billed_summary, commitments_in_window and reconciliation_by_* (store/report_views.yaml) in words.
+
+    Amounts are amortized (view billing_spend): usage drawn from a prepaid commitment counts at its
+    effective cost, so the commitment's purchase is listed apart, whole, and never spread into usage."""
     q = store.con.execute
-    if not store.table_exists("billing") or not q("SELECT count(*) FROM billing").fetchone()[0]:
+    if not store.table_exists("billed_summary"):
+        return  # no bill in this store
+    rows = q("""SELECT currency, model_api_usage, charge_kind, service_category, provider, amount FROM billed_summary
+                ORDER BY currency NULLS LAST, model_api_usage DESC, charge_kind, service_category, provider NULLS LAST""").fetchall()
+    purchases = q("""SELECT currency, provider, description, commitment_discount_id, charge_frequency, charge_period_start,
+                            charge_period_end, billed FROM commitments_in_window
+                     ORDER BY currency NULLS LAST, billed DESC, provider NULLS LAST, description, commitment_discount_id""").fetchall()
+    if not rows and not purchases:
         return
+    recon = by_model = []
+    if store.table_exists("reconciliation_by_provider"):
+        recon = q("""SELECT provider, currency, billed, traced, unexplained, explained_share FROM reconciliation_by_provider
+                     ORDER BY provider NULLS LAST, currency""").fetchall()
+        by_model = q("""SELECT provider, model, currency, billed, traced, unexplained, from_commitments
+                        FROM reconciliation_by_model
+                        ORDER BY billed DESC NULLS LAST, provider NULLS LAST, model, currency LIMIT 50""").fetchall()
     days = _trace_days(store)
-    # Charges are prorated to the traced days (a monthly charge counts for its share of them); with no
-    # traces the whole export counts. Currencies are kept apart, never converted.
     start, end = (days[0], days[1]) if days else (None, None)
-    rows = q("""
-        WITH b AS (
-            SELECT *,
-                   (model IS NOT NULL OR token_type IS NOT NULL OR service_category = 'AI and Machine Learning') AS llm,
-                   CASE WHEN $start IS NULL THEN 1.0
-                        WHEN charge_period_end IS NULL OR charge_period_end <= charge_period_start
-                            THEN CASE WHEN CAST(charge_period_start AS DATE) BETWEEN $start AND $end THEN 1.0 ELSE 0.0 END
-                        ELSE greatest(0, epoch(least(charge_period_end, CAST($end AS TIMESTAMP) + INTERVAL 1 DAY)
-                                               - greatest(charge_period_start, CAST($start AS TIMESTAMP))))
-                             / epoch(charge_period_end - charge_period_start) END AS share
-            FROM billing WHERE billed_cost IS NOT NULL AND charge_period_start IS NOT NULL
-        )
-        SELECT currency, llm, coalesce(service_category, '(none)'), provider, sum(billed_cost * share)
-        FROM b WHERE share > 0
-        GROUP BY ALL ORDER BY currency NULLS LAST, llm DESC, 3, provider NULLS LAST""",
-             {"start": start, "end": end}).fetchall()
-    if not rows:
-        return
-    recon = []
-    if store.table_exists("reconciliation"):
-        recon = q("""
-            SELECT provider, currency, sum(billed_cost), sum(trace_cost), sum(gap)
-            FROM reconciliation WHERE in_trace_window AND billed_cost IS NOT NULL
-            GROUP BY provider, currency ORDER BY provider NULLS LAST, currency""").fetchall()
-    by_model = []
-    if store.table_exists("reconciliation"):
-        by_model = q("""
-            SELECT provider, model, currency, sum(billed_cost), sum(trace_cost), sum(gap)
-            FROM reconciliation WHERE in_trace_window
-            GROUP BY provider, model, currency
-            ORDER BY sum(billed_cost) DESC NULLS LAST, provider NULLS LAST, model, currency LIMIT 50""").fetchall()
     texts = []
     for currency in dict.fromkeys(r[0] for r in rows):
+        money = lambda v, c=currency: money_text(v, c or "?")  # noqa: E731
         mine = [r for r in rows if r[0] == currency]
-        total = sum(r[4] for r in mine)
-        llm = sum(r[4] for r in mine if r[1])
-        other = total - llm
-        explained = [(b, t) for p, c, b, t, g in recon if c == currency and b]
+        total = sum(r[5] for r in mine)
+        llm = sum(r[5] for r in mine if r[1])
+        other = sum(r[5] for r in mine if not r[1] and r[2] == "usage")
+        unused = sum(r[5] for r in mine if r[2] == "unused_commitment")
+        credits = sum(r[5] for r in mine if r[2] in ("tax", "credit", "adjustment"))
+        explained = [(b, t) for p, c, b, t, g, _ in recon if c == currency and b]
         parts = []
         if llm:
-            part = f"model APIs {_money_text(llm, currency or '?')}"
+            part = f"model APIs {money(llm)}"
             if currency == "USD" and explained:
                 billed = sum(b for b, _ in explained)
                 traced = sum(t or 0 for _, t in explained)
                 part += f": traces explain {traced / billed:.0%}" if billed > 0 else ""
             parts.append(part)
         if other:
-            parts.append(f"other {_money_text(other, currency or '?')}")
-        texts.append(f"{_money_text(total, currency or '?')} ({'; '.join(parts)})")
+            parts.append(f"other {money(other)}")
+        if unused:
+            parts.append(f"unused commitments {money(unused)}")
+        if credits:
+            parts.append(f"tax, credits and adjustments {money(credits)}")
+        texts.append(f"{money(total)} ({'; '.join(parts)})")
     scope = f" on the traced days {start} to {end}" if days else ""
-    headline["Billed"] = ", ".join(texts) + scope
+    text = (", ".join(texts) if texts else "no usage") + scope
+    bought: dict = {}
+    for c, *_, v in purchases:
+        bought[c] = bought.get(c, 0.0) + v
+    if bought:
+        text += (f"; commitments and purchases {'covering them ' if days else ''}"
+                 f"{', '.join(money_text(v, c or '?') for c, v in bought.items())}, billed apart (not usage)")
+    headline["Billed"] = text
     extras["reconciliation"] = {
         "days": {"first": str(start), "last": str(end)} if days else None,
-        "note": "billed cost prorated to the traced days; currencies are never converted; trace estimates are USD list prices",
-        "billed": [{"currency": c, "model_api": bool(llm), "service_category": cat, "provider": p, "billed": _r(v)}
-                   for c, llm, cat, p, v in rows],
+        "note": ("billed cost prorated to the traced days, amortized (EffectiveCost, else BilledCost): usage drawn from a "
+                 "commitment at its share of it, commitment purchases listed apart in full (not usage); currencies are "
+                 "never converted; trace estimates are USD list prices"),
+        "billed": [{"currency": c, "model_api": bool(llm), "charge_kind": kind, "service_category": cat, "provider": p,
+                    "billed": _r(v)} for c, llm, kind, cat, p, v in rows],
+        "commitments": [{"currency": c, "provider": p, "description": what, "commitment_discount_id": cid,
+                         "charge_frequency": freq, "period_start": str(ps), "period_end": str(pe) if pe else None,
+                         "billed": _r(v)} for c, p, what, cid, freq, ps, pe, v in purchases],
         "by_provider": [{"provider": p, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g),
-                         "explained_share": _r((t or 0) / b, 4) if b and c == "USD" else None}
-                        for p, c, b, t, g in recon],
-        "by_model": [{"provider": p, "model": m, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g)}
-                     for p, m, c, b, t, g in by_model],
+                         "explained_share": _r(share, 4)} for p, c, b, t, g, share in recon],
+        "by_model": [{"provider": p, "model": m, "currency": c, "billed": _r(b), "traced": _r(t), "unexplained": _r(g),
+                      "from_commitments": _r(k)}
+                     for p, m, c, b, t, g, k in by_model],
     }
 
 
 def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult) -> None:
     """Provisioned and busy GPU-hours (by host and hour of day), serving peaks, and the self-hosted calls
     priced from GPU time."""
-    from llmaudit.metrics_capacity import gpu_hours, inventory, serving_peak_concurrency
+    from llmaudit.metrics_capacity import inventory, serving_peak_concurrency
 
-    hours = gpu_hours(store) if store.table_exists("gpu_busy_intervals") else []
+    hours = store.table_exists("gpu_hosts") and bool(store.scalar("SELECT count(*) FROM gpu_hosts"))
     peaks = serving_peak_concurrency(store) if store.table_exists("serving_samples") else []
     seen = inventory(store)
     if not hours and not peaks and not seen.gpus:
@@ -249,36 +252,19 @@ def _gpu_sections(store: Store, headline: dict, extras: dict, result: RunResult)
         headline["GPU"] = (f"{len(seen.gpus)} GPU{'s' if len(seen.gpus) != 1 else ''} ({', '.join(models)}) seen in one "
                            "scrape each (a snapshot): GPU-hours need more than one scrape")
     if hours:
-        prices = {}
-        if store.table_exists("gpu_device_prices"):
-            prices = {(h, d): (m, a, u) for h, d, m, a, u in store.con.execute(
-                "SELECT host, device, gpu_model, accelerator, usd_per_hour FROM gpu_device_prices").fetchall()}
-        hosts: dict = {}
-        by_hod: dict[int, list[float]] = {}
-        for row in hours:
-            h = hosts.setdefault(row.host, {"host": row.host, "devices": set(), "provisioned": 0.0, "busy": 0.0, "usd": 0.0})
-            h["devices"].add(row.device)
-            h["provisioned"] += row.provisioned_gpu_hours
-            h["busy"] += row.busy_gpu_hours
-            rate = prices.get((row.host, row.device), (None, None, None))[2]
-            h["usd"] = None if rate is None or h["usd"] is None else h["usd"] + row.provisioned_gpu_hours * rate
-            acc = by_hod.setdefault(row.hour_of_day, [0.0, 0.0])
-            acc[0] += row.provisioned_gpu_hours
-            acc[1] += row.busy_gpu_hours
-        host_rows = []
-        for key in sorted(hosts, key=lambda k: (k is None, k or "")):
-            h = hosts[key]
-            models = sorted({prices.get((key, d), (None,))[0] or "?" for d in h["devices"]})
-            host_rows.append({"host": key, "gpus": len(h["devices"]), "gpu_model": ", ".join(models),
-                              "provisioned_gpu_hours": _r(h["provisioned"], 3), "busy_gpu_hours": _r(h["busy"], 3),
-                              "busy_share": _r(h["busy"] / h["provisioned"], 4) if h["provisioned"] else None,
-                              "provisioned_usd": _r(h["usd"])})
-        provisioned = sum(h["provisioned"] for h in hosts.values())
-        busy = sum(h["busy"] for h in hosts.values())
-        gpus = sum(len(h["devices"]) for h in hosts.values())
+        host_rows = [{"host": host, "gpus": gpus, "gpu_model": model, "provisioned_gpu_hours": _r(prov, 3),
+                      "busy_gpu_hours": _r(busy, 3), "busy_share": _r(share, 4), "provisioned_usd": _r(usd)}
+                     for host, gpus, model, prov, busy, share, usd in store.con.execute("""
+                        SELECT host, gpus, gpu_model, provisioned_gpu_hours, busy_gpu_hours, busy_share, provisioned_usd
+                        FROM gpu_hosts ORDER BY host NULLS LAST""").fetchall()]
+        provisioned = sum(h["provisioned_gpu_hours"] for h in host_rows)
+        busy = sum(h["busy_gpu_hours"] for h in host_rows)
+        gpus = sum(h["gpus"] for h in host_rows)
         section["hosts"] = host_rows
         section["by_hour_of_day"] = [{"hour": hod, "provisioned_gpu_hours": _r(p, 3), "busy_gpu_hours": _r(b, 3),
-                                      "busy_share": _r(b / p, 4) if p else None} for hod, (p, b) in sorted(by_hod.items())]
+                                      "busy_share": _r(share, 4)} for hod, p, b, share in store.con.execute("""
+                                         SELECT hour, provisioned_gpu_hours, busy_gpu_hours, busy_share
+                                         FROM gpu_by_hour_of_day ORDER BY hour""").fetchall()]
         # busy = SM activity x time (the share of its compute a GPU used), not the hours with a request
         text = (f"{provisioned:,.0f} GPU-hours provisioned on {gpus} GPU{'s' if gpus != 1 else ''}, "
                 f"compute {busy / provisioned:.1%} used (SM activity)") if provisioned else "no GPU time covered"
@@ -364,9 +350,7 @@ def waste_totals(findings, *, gpu_models: set[str] | frozenset = frozenset(), ap
 
 
 def spend_parts(store: Store) -> SpendParts | None:
-    """Model API spend, the self-hosted calls' GPU time, and the provisioned GPU time beyond it."""
-    from llmaudit.metrics_capacity import gpu_hours
-
+    """Model API spend, the self-hosted calls' GPU time, and the provisioned GPU time beyond it (view gpu_hosts)."""
     if not store.table_exists("llm_calls"):
         return None
     api, hosted = store.con.execute("""
@@ -374,12 +358,10 @@ def spend_parts(store: Store) -> SpendParts | None:
                coalesce(sum(cost_usd) FILTER (WHERE coalesce(self_hosted, FALSE)), 0)
         FROM llm_calls""").fetchone()
     provisioned = None
-    if store.table_exists("gpu_busy_intervals") and store.table_exists("gpu_device_prices"):
-        prices = {(h, d): u for h, d, u in store.con.execute(
-            "SELECT host, device, usd_per_hour FROM gpu_device_prices").fetchall()}
-        rows = gpu_hours(store)
-        if rows and all(prices.get((r.host, r.device)) is not None for r in rows):
-            provisioned = sum(r.provisioned_gpu_hours * prices[(r.host, r.device)] for r in rows)
+    if store.table_exists("gpu_hosts"):
+        hosts, priced, total = store.con.execute(
+            "SELECT count(*), count(provisioned_usd), sum(provisioned_usd) FROM gpu_hosts").fetchone()
+        provisioned = total if hosts and hosts == priced else None  # a GPU without a price: no total
     idle = max((provisioned or 0.0) - hosted, 0.0)
     return SpendParts(model_apis_usd=round(api, 2), self_hosted_gpu_time_usd=round(hosted, 2),
                       provisioned_idle_usd=round(idle, 2),

@@ -9,9 +9,17 @@ def usd(value: float | None, unpriced: str = "unpriced", *, precise: bool = Fals
     below a dollar too (a replayed sample's small sums)."""
     if value is None:
         return unpriced
-    if value == 0 or abs(value) >= (1 if precise else 0.01):
-        return f"${value:,.2f}"
-    return f"${value:,.4f}"
+    sign, value = ("-", -value) if value < 0 else ("", value)  # a credit or a loss: -$4.80, not $-4.80
+    if value == 0 or value >= (1 if precise else 0.01):
+        return f"{sign}${value:,.2f}"
+    return f"{sign}${value:,.4f}"
+
+
+def money_text(amount: float, currency: str) -> str:
+    """An amount in its own currency: $1,234.56 for USD, "1,234.56 EUR" otherwise (never converted)."""
+    if currency == "USD":
+        return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"  # a credit: -$4.80, not $-4.80
+    return f"{amount:,.2f} {currency}"
 
 
 def signed_usd(value: float | None) -> str:

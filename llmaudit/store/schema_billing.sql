@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS billing (
     region_id             VARCHAR,
     model                 VARCHAR,            -- when the source names one (group-by model, usage type, SKU)
     token_type            VARCHAR,            -- input | cached_input | cache_write | cache_write_1h | output
+    pricing_category      VARCHAR,            -- Standard | Committed | Dynamic | Other
+    commitment_discount_id       VARCHAR,     -- the commitment (reservation, savings plan, prepayment) a row
+                                              -- buys or draws from; NULL for on-demand charges
+    commitment_discount_category VARCHAR,     -- Spend | Usage
+    commitment_discount_type     VARCHAR,     -- the provider's name for it ("Token Spend Commitment", ...)
+    commitment_discount_status   VARCHAR,     -- Used | Unused (the unused share of a commitment)
+    sku_price_details     JSON,               -- FOCUS SkuPriceDetails (ModelId, TokenDirection, TokenCacheAction, ...)
     pricing_quantity      DOUBLE,
     pricing_unit          VARCHAR,
     consumed_quantity     DOUBLE,
@@ -46,3 +53,11 @@ CREATE TABLE IF NOT EXISTS billing (
     tags                  JSON,
     extras                JSON                -- x_ columns and every other source field not mapped above
 );
+
+-- Stores written before these columns existed get them (NULL for the rows already there).
+ALTER TABLE billing ADD COLUMN IF NOT EXISTS pricing_category VARCHAR;
+ALTER TABLE billing ADD COLUMN IF NOT EXISTS commitment_discount_id VARCHAR;
+ALTER TABLE billing ADD COLUMN IF NOT EXISTS commitment_discount_category VARCHAR;
+ALTER TABLE billing ADD COLUMN IF NOT EXISTS commitment_discount_type VARCHAR;
+ALTER TABLE billing ADD COLUMN IF NOT EXISTS commitment_discount_status VARCHAR;
+ALTER TABLE billing ADD COLUMN IF NOT EXISTS sku_price_details JSON;

@@ -1,8 +1,13 @@
 """FOCUS (FinOps Open Cost and Usage Specification) exports, CSV or Parquet: one row per charge, read
-through FOCUS_MAP; the model and token type of a model charge come from provider extension columns,
-else from its SKU and description text."""
+through FOCUS_MAP; the model and token type of a model charge come from its SkuPriceDetails (ModelId,
+TokenDirection, TokenCacheAction), else from provider extension columns, else from its SKU and
+description text."""
 
 from __future__ import annotations
+
+import re
+
+import orjson
 
 from llmaudit.ingest.billing.cur import CUR_MODEL_RESOURCE, CUR_TOKEN_SUFFIX, cur_model
 from llmaudit.ingest.billing.tabular import ColumnMap, has_all, header_line, tabular_format
@@ -28,6 +33,12 @@ FOCUS_MAP: list[tuple[str, str, str]] = [
     ("SkuId", "sku_id", "text"),
     ("SkuPriceId", "sku_price_id", "text"),
     ("SkuMeter", "sku_meter", "text"),
+    ("SkuPriceDetails", "sku_price_details", "json"),
+    ("PricingCategory", "pricing_category", "text"),
+    ("CommitmentDiscountId", "commitment_discount_id", "text"),
+    ("CommitmentDiscountCategory", "commitment_discount_category", "text"),
+    ("CommitmentDiscountType", "commitment_discount_type", "text"),
+    ("CommitmentDiscountStatus", "commitment_discount_status", "text"),
     ("ResourceId", "resource_id", "text"),
     ("ResourceName", "resource_name", "text"),
     ("ResourceType", "resource_type", "text"),
@@ -56,6 +67,36 @@ FOCUS_MODEL_CATEGORIES = {"AI and Machine Learning"}
 MODEL_PROVIDERS = {"openai", "anthropic", "mistral", "cohere", "xai", "deepseek"}
 FOCUS_REQUIRED = ("ChargePeriodStart",)
 
+# An AI model SKU's SkuPriceDetails (FOCUS 1.3: ModelId, TokenDirection, TokenCacheAction) -> token_type.
+# A direction without a cache action is plain input or output; "Other" cache actions are read from the
+# meter's words. Keys are matched in lower case.
+SKU_TOKEN_TYPES = {
+    ("input", None): "input", ("input", "uncached"): "input", ("input", "read"): "cached_input",
+    ("input", "write"): "cache_write", ("output", None): "output", ("output", "uncached"): "output",
+}
+# The FOCUS 1.2 working drafts wrote one TokenType property instead (letters only, lower case).
+SKU_DRAFT_TOKEN_TYPES = {"input": "input", "output": "output", "cacheread": "cached_input", "cachedinput": "cached_input",
+                         "cachewrite": "cache_write", "cachecreation": "cache_write"}
+
+
+def sku_model_and_token(details_json: str | None, texts: list) -> tuple[str | None, str | None]:
+    """The model and token type an AI SKU's SkuPriceDetails names (None where it names none)."""
+    if not details_json:
+        return None, None
+    details = {str(k).lower(): v for k, v in orjson.loads(details_json).items()}
+    model = as_text(details.get("modelid"), "SkuPriceDetails.ModelId")
+    direction = as_text(details.get("tokendirection"), "SkuPriceDetails.TokenDirection")
+    cache = as_text(details.get("tokencacheaction"), "SkuPriceDetails.TokenCacheAction")
+    token = None
+    if direction:
+        key = (direction.lower(), cache.lower() if cache else None)
+        token = SKU_TOKEN_TYPES.get(key) or token_type_in_text(*texts) or SKU_TOKEN_TYPES.get((key[0], None))
+    elif (draft := as_text(details.get("tokentype"), "SkuPriceDetails.TokenType")) is not None:
+        token = SKU_DRAFT_TOKEN_TYPES.get(re.sub(r"[^a-z]", "", draft.lower())) or token_type_in_text(draft, *texts)
+    if token == "cache_write" and token_type_in_text(*texts) == "cache_write_1h":
+        token = "cache_write_1h"  # the one-hour cache is priced apart; only the meter's words tell it
+    return model, token
+
 
 def focus_row(cmap: ColumnMap, values: list) -> dict | None:
     for name in FOCUS_REQUIRED:
@@ -64,8 +105,12 @@ def focus_row(cmap: ColumnMap, values: list) -> dict | None:
             raise BadRow(f"{name} is empty")
     row = cmap.apply(values)
     usage_type = as_text(cmap.first(values, FOCUS_USAGE_TYPE), "x_UsageType")
-    model = as_text(cmap.first(values, FOCUS_MODEL_COLUMNS), "model")
     texts = None
+    sku_model = sku_token = None
+    if row.get("sku_price_details"):
+        texts = [values[i] for i in cmap.present(FOCUS_MODEL_TEXT)]
+        sku_model, sku_token = sku_model_and_token(row["sku_price_details"], texts)
+    model = sku_model or as_text(cmap.first(values, FOCUS_MODEL_COLUMNS), "model")
     # Only charges for model services are searched for a model name: an EC2 instance called
     # "llama-server-1" is compute, not a model charge.
     if model is None and (row.get("service_category") in FOCUS_MODEL_CATEGORIES or row.get("provider") in MODEL_PROVIDERS):
@@ -79,7 +124,7 @@ def focus_row(cmap: ColumnMap, values: list) -> dict | None:
             texts = [values[i] for i in cmap.present(FOCUS_MODEL_TEXT)]
             model = model_in_text(*texts)
     row["model"] = model
-    token = as_text(cmap.first(values, FOCUS_TOKEN_COLUMNS), "token type")
+    token = sku_token or as_text(cmap.first(values, FOCUS_TOKEN_COLUMNS), "token type")
     # Token words mean something only on a model charge ("input" also appears in data-transfer SKUs).
     if token is None and model:
         texts = texts if texts is not None else [values[i] for i in cmap.present(FOCUS_MODEL_TEXT)]

@@ -1,7 +1,11 @@
 """Tabular billing sources (FOCUS, AWS CUR): CSV (plain or gzip) or Parquet, each row read through a column
 map (source column -> billing column and value kind); columns the map does not name are kept in
-`extras`. A row that cannot be read becomes a reject naming its physical line (CSV) or its row number
-(Parquet), and the rest of the file is read."""
+`extras`. A cell written NULL or null is a null (values.NULL_TEXTS). A row that cannot be read becomes a
+reject naming its physical line (CSV) or its row number (Parquet), and the rest of the file is read.
+
+CSV is read with Python's csv module rather than DuckDB's read_csv: DuckDB's reject table numbers rows
+by record, so a quoted field spanning lines shifts every later line number, and rejects must name the
+physical line."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 
 from llmaudit.ingest.billing.rows import BILLING_KEY, RowBuilder, canonical, extras_json
-from llmaudit.ingest.billing.values import KINDS, BadRow
+from llmaudit.ingest.billing.values import KINDS, BadRow, nulls_to_none
 from llmaudit.ingest.core import Batch, Format, ReadContext, Reject
 from llmaudit.ingest.sources import BrokenStream, Source
 
@@ -172,7 +176,7 @@ def _read_csv(source: Source, ctx: ReadContext, fmt_name: str, mapping, make_row
                 raise BadRow("not valid UTF-8 text")
             if len(values) != len(header):
                 raise BadRow(f"expected {len(header)} fields (as in the header), got {len(values)}")
-            row = make_row(cmap, values)
+            row = make_row(cmap, nulls_to_none(values))
         except BadRow as exc:
             rejects.append(Reject(start, offset, None, str(exc)))
             continue
@@ -216,7 +220,7 @@ def _read_parquet(source: Source, ctx: ReadContext, fmt_name: str, mapping, make
             values = list(values)
             records += 1
             try:
-                row = make_row(cmap, values)
+                row = make_row(cmap, nulls_to_none(values))
             except BadRow as exc:
                 rejects.append(Reject(None, None, f"row {row_number}", str(exc)))
                 row = None

@@ -21,8 +21,18 @@ class BadRow(ValueError):
     """A source row that cannot be stored; the message names the field and the value."""
 
 
+# How tabular exports write a null besides an empty cell: FOCUS-Sample-Data writes an unquoted NULL,
+# the FOCUS specification's scenario files write null. No billing field means the word itself.
+NULL_TEXTS = frozenset({"NULL", "null", "Null"})
+
+
 def blank(value) -> bool:
     return value is None or value == "" or (type(value) is str and not value.strip())
+
+
+def nulls_to_none(values: list) -> list:
+    """A row's cells with the null spellings (NULL_TEXTS) as None, for every column alike."""
+    return [None if type(v) is str and v in NULL_TEXTS else v for v in values]
 
 
 def as_text(value, field: str):
@@ -37,6 +47,24 @@ def as_text(value, field: str):
 
 _INFINITE = (float("inf"), float("-inf"))
 
+# Money as a spreadsheet re-saves it (FOCUS_Spec's simple_saas_agreements files): "$10,000.00 ", "-$2.50",
+# "(1,234.56)" for a negative. Commas are read as thousands separators only beside a currency symbol or
+# in parentheses (the English-locale money formats), so a decimal comma ("1,5", "1,500") is never misread.
+_SPREADSHEET_NUMBER = re.compile(r"(-)?([$€£¥])?(-)?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
+
+
+def _spreadsheet_number(text: str) -> float | None:
+    negative = text.startswith("(") and text.endswith(")")
+    found = _SPREADSHEET_NUMBER.fullmatch(text[1:-1].strip() if negative else text)
+    if found is None:
+        return None
+    sign_before, symbol, sign_after, digits = found.groups()
+    signs = (negative, bool(sign_before), bool(sign_after)).count(True)
+    if signs > 1 or ("," in digits and not (symbol or negative)):
+        return None
+    number = float(digits.replace(",", ""))
+    return -number if signs else number
+
 
 def as_number(value, field: str):
     if type(value) is str:
@@ -46,7 +74,9 @@ def as_number(value, field: str):
         try:
             number = float(text)
         except ValueError:
-            raise BadRow(f"{field}: not a number: {short(value)}") from None
+            number = _spreadsheet_number(text)
+            if number is None:
+                raise BadRow(f"{field}: not a number: {short(value)}") from None
     elif value is None:
         return None
     elif type(value) is bool or not isinstance(value, (int, float, Decimal)):
@@ -60,6 +90,11 @@ def as_number(value, field: str):
 
 _UNIX_SECONDS = re.compile(r"\d{9,11}(\.\d+)?")
 
+# Dates that are not ISO 8601, as spreadsheets re-save exports (FOCUS_Spec's saas_spend_agreements files
+# write 4/1/25). Month first: the order US-locale spreadsheets write, and the only one seen in exports.
+DATE_FORMATS = ("%m/%d/%y", "%m/%d/%Y", "%m/%d/%y %H:%M", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
+                "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S")
+
 
 @lru_cache(maxsize=8192)
 def _time_from_text(text: str) -> datetime | None:
@@ -70,6 +105,11 @@ def _time_from_text(text: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.replace(" UTC", "Z"))
     except ValueError:
+        for fmt in DATE_FORMATS:
+            try:
+                return datetime.strptime(text, fmt)
+            except ValueError:
+                continue
         return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
