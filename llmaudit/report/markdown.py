@@ -340,8 +340,12 @@ def _plan_section(budget: "_Budget", plan: dict) -> None:
                        f"{usd(w.get('usd_saved_per_month'), 'n/a')}/month.\n")
     for s in plan.get("backtest", []):
         budget.add(f"\nAutoscaling {md(s['model'])}: {md(s['recommendation'], 400)}\n")
-    budget.add(f"\n_{len(plan.get('assumptions', []))} assumed figures; every figure and its source in the HTML and JSON "
-               "reports._\n")
+    assumed = plan.get("assumptions", [])
+    if assumed:
+        budget.add("\nAssumed figures (the HTML and JSON reports give each one's source):\n\n")
+        for a in assumed:
+            value = num(a["value"]) if isinstance(a["value"], (int, float)) else md(a["value"], 80)
+            budget.add(f"- {md(a['name'], 160)}: {value}{' ' + md(a['unit'], 40) if a.get('unit') else ''} ({a['kind']})\n")
 
 
 def render_markdown(doc: AuditDocument, *, limit: int = MAX_CHARS) -> str:
