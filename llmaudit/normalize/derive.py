@@ -113,6 +113,9 @@ def llm_calls_sql() -> str:
     op = columns["operation"]
     columns["operation"] = ("CASE " + op + " " + " ".join(
         f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in conv["operation_names"].items()) + f" ELSE {op} END")
+    tier = f"lower(trim({columns['service_tier']}))"
+    columns["service_tier"] = ("CASE " + tier + " " + " ".join(
+        f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in conv["service_tier_names"].items()) + f" ELSE {tier} END")
     is_llm = ex.condition(conv["llm_span_when"])
     not_llm = ex.condition(conv["llm_span_unless"])
     prefilter = _prefilter(conv["llm_span_when"])
@@ -155,7 +158,10 @@ def llm_calls_sql() -> str:
         CASE {' '.join(kind_cases)} ELSE 'main' END AS call_kind,
         input_tokens, output_tokens,
         coalesce(cached_input_tokens, 0) AS cached_input_tokens,
-        coalesce(cache_creation_tokens, 0) AS cache_creation_tokens,
+        -- the 1-hour writes are part of the cache writes (an instrumentation may report only them)
+        greatest(coalesce(cache_creation_tokens, 0), coalesce(cache_write_1h_tokens, 0)) AS cache_creation_tokens,
+        coalesce(cache_write_1h_tokens, 0) AS cache_write_1h_tokens,
+        service_tier,
         FALSE AS tokens_estimated,
         max_tokens, temperature, finish_reason,
         (status_code = 'error' OR error_type IS NOT NULL) AS is_error,
@@ -175,7 +181,9 @@ def llm_calls_sql() -> str:
         CAST(NULL AS DOUBLE) AS cached_input_price_per_mtok,
         CAST(NULL AS DOUBLE) AS output_price_per_mtok,
         CAST(NULL AS DOUBLE) AS cost_usd,
-        CAST(NULL AS VARCHAR) AS price_source
+        CAST(NULL AS VARCHAR) AS price_source,
+        CAST(NULL AS VARCHAR) AS priced_tier,     -- the service tier whose rates priced it
+        CAST(NULL AS DOUBLE) AS batch_cost_usd    -- what it would cost at the model's batch rates
     FROM named
     """
 

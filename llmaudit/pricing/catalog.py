@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmaudit.yamlfile import load_yaml
 
@@ -36,21 +36,94 @@ class LongContext(_Strict):
     input: float | None = None
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
     output: float | None = None
 
 
-class ModelPrice(_Strict):
-    """USD per 1M tokens. None means unknown (a cached price falls back to the input price)."""
+class Rates(_Strict):
+    """USD per 1M tokens at one service tier. None means unknown (a cached price falls back to the
+    input price, a 1-hour cache write to the 5-minute one)."""
 
     input: float | None = Field(None, ge=0)
     cached_input: float | None = Field(None, ge=0)
-    cache_write: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0, description="cache creation, 5-minute TTL where there are several")
+    cache_write_1h: float | None = Field(None, ge=0, description="cache creation with a 1-hour TTL")
     output: float | None = Field(None, ge=0)
+    long_context: LongContext | None = None
+
+
+# The service tiers a catalog entry may price apart from the standard one; a call's tier is read from
+# its span (llm_calls.service_tier, names normalized in conventions.yaml).
+TIERS = ("batch", "flex", "priority")
+
+
+class PriceRow(Rates):
+    """A price as it was in force over a date range (effective_from inclusive, effective_to exclusive;
+    an open end is unbounded), with its service tiers."""
+
+    effective_from: date | None = None
+    effective_to: date | None = None
+    tiers: dict[str, Rates] = Field(default_factory=dict, description="batch, flex, priority: that tier's rates")
+
+
+class ModelPrice(PriceRow):
+    """The current price of a model (the top-level fields) and the earlier ones (history)."""
+
     mode: str | None = None
     aliases: list[str] = Field(default_factory=list, description="other names of this model (yours, a gateway's)")
-    long_context: LongContext | None = None
     deprecated: date | None = None
     note: str | None = None
+    history: list[PriceRow] = Field(default_factory=list, description="earlier prices, each with its date range")
+
+    def rows(self) -> list[PriceRow]:
+        """Every price row of the model, the current one first."""
+        current = PriceRow.model_validate(self.model_dump(include=set(PriceRow.model_fields)))
+        return [current, *self.history]
+
+
+class VolumeTier(_Strict):
+    above_tokens: int = Field(ge=0, description="tokens (input + output) per calendar month past which the discount applies")
+    discount_pct: float = Field(gt=0, le=100)
+
+
+class Contract(_Strict):
+    """Negotiated terms from the user's price file: a percentage discount, a committed rate for a
+    model, volume tiers; for a provider or a model (a model's contract wins over its provider's)."""
+
+    name: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    discount_pct: float | None = Field(None, ge=0, le=100)
+    rates: Rates | None = Field(None, description="committed-use rates (USD per 1M tokens) replacing the list price")
+    volume_tiers: list[VolumeTier] = Field(default_factory=list)
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _scoped(self):
+        if not self.provider and not self.model:
+            raise ValueError("a contract names a provider or a model")
+        if self.rates is not None and not self.model:
+            raise ValueError("committed rates are per model: name the model")
+        return self
+
+    def label(self) -> str:
+        return self.name or "contract " + "/".join(x for x in (self.provider, self.model) if x)
+
+    def terms(self) -> str:
+        """The terms in words, for price sources and `pricing show`."""
+        parts = []
+        if self.rates is not None:
+            parts.append("committed rates " + ", ".join(f"{k} {v:g}" for k, v in self.rates.model_dump(exclude_none=True).items()
+                                                        if not isinstance(v, dict)))
+        if self.discount_pct:
+            parts.append(f"{self.discount_pct:g}% off")
+        for t in sorted(self.volume_tiers, key=lambda t: t.above_tokens):
+            parts.append(f"{t.discount_pct:g}% off tokens past {t.above_tokens:,}/month")
+        dates = ""
+        if self.effective_from or self.effective_to:
+            dates = f" ({self.effective_from or '...'} to {self.effective_to or '...'})"
+        return ("; ".join(parts) or "no terms") + dates
 
 
 class Provider(_Strict):
@@ -81,6 +154,7 @@ class CatalogFile(_Strict):
     providers: dict[str, Provider] = Field(default_factory=dict)
     gpu_hour: GpuHour = Field(default_factory=GpuHour)
     models: dict[str, dict[str, ModelPrice]] = Field(default_factory=dict)
+    contracts: list[Contract] = Field(default_factory=list, description="negotiated terms (a user's price file)")
 
 
 @dataclass(frozen=True)
@@ -159,6 +233,17 @@ def base_model(name: str | None) -> str | None:
     return current
 
 
+def _override(old: ModelPrice, new: ModelPrice) -> ModelPrice:
+    """An override changes only the fields it gives. One that gives a new effective_from (a price
+    change from that date) keeps the price it replaces as history, in force until then."""
+    given = new.model_dump(exclude_unset=True)
+    merged = old.model_copy(update={k: getattr(new, k) for k in given})
+    if new.effective_from is not None and "history" not in given and new.effective_from != old.effective_from:
+        before = old.rows()[0].model_copy(update={"effective_to": new.effective_from})
+        merged = merged.model_copy(update={"history": [before, *old.history]})
+    return merged
+
+
 def _origin(catalog: CatalogFile, path: Path | None) -> str:
     return f"catalog {catalog.as_of}" if path is None else path.name
 
@@ -189,7 +274,7 @@ class Catalog:
                 for model, price in models.items():
                     old = entries.get((provider, model))
                     if old is not None:  # an override changes only the fields it gives
-                        price = old.price.model_copy(update=price.model_dump(exclude_unset=True))
+                        price = _override(old.price, price)
                     entries[(provider, model)] = PriceEntry(provider, model, price, origin)
             for name, gpu in layer.gpu_hour.prices.items():
                 old = gpus.get(name)
@@ -197,6 +282,7 @@ class Catalog:
                     gpu = old.price.model_copy(update=gpu.model_dump(exclude_unset=True))
                 gpus[name] = GpuEntry(name, gpu, origin)
         self.providers = providers
+        self.contracts: list[Contract] = [c for layer, _ in layers for c in layer.contracts]
         self._rank = {name: i for i, name in enumerate(providers)}
         self._family = {canon(a): name for name, p in providers.items() for a in [name, *p.aliases]}
         self._entries = entries
@@ -225,7 +311,7 @@ class Catalog:
 
     def provenance(self) -> dict:
         """What every output records of the prices it used: the bundled catalog (source, date, content
-        hash) and the user's price file, if any (path and content hash)."""
+        hash), the user's price file, if any (path and content hash), and its contract terms."""
         import hashlib
 
         def sha(path: Path) -> str:
@@ -237,6 +323,7 @@ class Catalog:
             "gpu_hour_source": self.gpu_source,
             "prices_file": str(self.override_path) if self.override_path else None,
             "prices_file_sha256": sha(self.override_path) if self.override_path else None,
+            "contracts": [f"{c.label()}: {c.terms()}" for c in self.contracts],
         }
 
     # ------------------------------------------------------------------ models
@@ -284,6 +371,19 @@ class Catalog:
                     candidates.append((entry.provider != family, how == 2, order, how,
                                        self._rank.get(entry.provider, len(self._rank)), len(entry.model), entry.model, entry))
         return min(candidates, key=lambda c: c[:-1])[-1] if candidates else None
+
+    def contracts_for(self, entry: PriceEntry) -> list[tuple[int, bool, Contract]]:
+        """(index, per model, contract) of the contracts that cover this entry: a model's own (its
+        name resolves to the entry) and its provider's."""
+        out = []
+        for i, c in enumerate(self.contracts):
+            if c.model is not None:
+                hit = self.resolve(c.model, c.provider)
+                if hit is not None and (hit.provider, hit.model) == (entry.provider, entry.model):
+                    out.append((i, True, c))
+            elif (self.family(c.provider) or canon(c.provider)) == entry.provider:
+                out.append((i, False, c))
+        return out
 
     # ------------------------------------------------------------------ GPUs
 

@@ -30,6 +30,8 @@ import duckdb
 
 from llmaudit.pricing.catalog import Catalog, base_model, canon
 from llmaudit.pricing.charges import create_billing_spend
+from llmaudit.pricing.contracts import apply_contracts
+from llmaudit.pricing.rows import TABLE_SQL, price_rows
 
 UNPRICED = "unpriced"
 NO_GPU_DATA = "self-hosted: no GPU data"
@@ -54,54 +56,99 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 # API calls
 # --------------------------------------------------------------------------------------------------
 
-_PRICE_TABLE = """
-CREATE OR REPLACE TEMP TABLE _model_prices (
-    provider VARCHAR, model VARCHAR,
-    input DOUBLE, cached_input DOUBLE, cache_write DOUBLE, output DOUBLE,
-    lc_above BIGINT, lc_input DOUBLE, lc_cached_input DOUBLE, lc_cache_write DOUBLE, lc_output DOUBLE,
-    source VARCHAR
-)
-"""
+def _unit(p: str) -> str:
+    """Unit prices of the rates joined as `p` (long-context tier past its threshold). Cached reads and
+    cache writes fall back to the input price, 1-hour writes to the 5-minute price."""
+    lc = f"({p}.lc_above IS NOT NULL AND coalesce(c.input_tokens, 0) > {p}.lc_above)"
+    return f"""{lc} AS {p}_long,
+           CASE WHEN {lc} THEN coalesce({p}.lc_input, {p}.input) ELSE {p}.input END AS {p}_in,
+           CASE WHEN {lc} THEN coalesce({p}.lc_cached_input, {p}.cached_input, {p}.lc_input, {p}.input)
+                ELSE coalesce({p}.cached_input, {p}.input) END AS {p}_cached,
+           CASE WHEN {lc} THEN coalesce({p}.lc_cache_write, {p}.cache_write, {p}.lc_input, {p}.input)
+                ELSE coalesce({p}.cache_write, {p}.input) END AS {p}_write,
+           CASE WHEN {lc} THEN coalesce({p}.lc_cache_write_1h, {p}.cache_write_1h, {p}.lc_cache_write, {p}.cache_write,
+                                        {p}.lc_input, {p}.input)
+                ELSE coalesce({p}.cache_write_1h, {p}.cache_write, {p}.input) END AS {p}_write1h,
+           CASE WHEN {lc} THEN coalesce({p}.lc_output, {p}.output) ELSE {p}.output END AS {p}_out"""
 
-# Per call: the tier, the unit prices, and the cost. Cached reads and cache writes fall back to the
-# input price; a token kind with tokens but no price makes the cost unknown rather than partial.
-_CALL_COST = """
+
+def _cost(p: str) -> str:
+    """The cost of a call at the unit prices `p`: NULL when a kind of token it has has no price."""
+    return f"""CASE WHEN input_tokens IS NULL AND output_tokens IS NULL THEN NULL
+            WHEN (uncached + cached + written > 0 AND {p}_in IS NULL) OR (coalesce(output_tokens, 0) > 0 AND {p}_out IS NULL) THEN NULL
+            ELSE (uncached * coalesce({p}_in, 0) + cached * coalesce({p}_cached, 0)
+                  + (written - written_1h) * coalesce({p}_write, 0) + written_1h * coalesce({p}_write1h, 0)
+                  + coalesce(output_tokens, 0) * coalesce({p}_out, 0)) / 1e6 END"""
+
+
+def _in_force(p: str) -> str:
+    """The price row `p` is in force at the call's start (a call without a start time: the current one)."""
+    return (f"(CASE WHEN c.start_time IS NULL THEN {p}.eff_to IS NULL ELSE coalesce(c.start_time >= {p}.eff_from, TRUE) "
+            f"AND coalesce(c.start_time < {p}.eff_to, TRUE) END)")
+
+
+# Per call: the rates of its service tier where the catalog has them (else the standard ones) in
+# force at its start time, the long-context tier past its threshold, and the cost; beside it the
+# cost at the batch tier (for LLMA016). Joins, not a per-call loop: date ranges of one model and tier
+# do not overlap, so each join finds at most one row.
+_CALL_COST = f"""
 CREATE OR REPLACE TEMP TABLE _call_cost AS
-WITH tiered AS (
-    SELECT c.trace_id, c.span_id, c.input_tokens, c.output_tokens,
+WITH calls AS (
+    SELECT c.trace_id, c.span_id, c.start_time, c.input_tokens, c.output_tokens,
+           coalesce(c.service_tier, 'standard') AS tier,
            coalesce(c.cached_input_tokens, 0) AS cached, coalesce(c.cache_creation_tokens, 0) AS written,
-           p.source,
-           (p.lc_above IS NOT NULL AND coalesce(c.input_tokens, 0) > p.lc_above) AS long_ctx,
-           p.input, p.cached_input, p.cache_write, p.output,
-           p.lc_input, p.lc_cached_input, p.lc_cache_write, p.lc_output
-    FROM llm_calls c JOIN _model_prices p
-      ON p.provider IS NOT DISTINCT FROM c.provider AND p.model IS NOT DISTINCT FROM c.model
+           least(coalesce(c.cache_write_1h_tokens, 0), coalesce(c.cache_creation_tokens, 0)) AS written_1h,
+           s.source AS s_source, t.source AS t_source, b.source AS b_source,
+           {_unit('s')}, {_unit('t')}, {_unit('b')}
+    FROM llm_calls c
+    JOIN _model_prices s
+      ON s.provider IS NOT DISTINCT FROM c.provider AND s.model IS NOT DISTINCT FROM c.model AND s.tier = 'standard'
+     AND {_in_force('s')}
+    LEFT JOIN _model_prices t
+      ON t.provider IS NOT DISTINCT FROM c.provider AND t.model IS NOT DISTINCT FROM c.model
+     AND t.tier = c.service_tier AND c.service_tier <> 'standard' AND {_in_force('t')}
+    LEFT JOIN _model_prices b
+      ON b.provider IS NOT DISTINCT FROM c.provider AND b.model IS NOT DISTINCT FROM c.model AND b.tier = 'batch'
+     AND {_in_force('b')}
     WHERE NOT coalesce(c.self_hosted, FALSE)
 ),
 unit AS (
     SELECT *,
-           CASE WHEN long_ctx THEN coalesce(lc_input, input) ELSE input END AS in_p,
-           CASE WHEN long_ctx THEN coalesce(lc_cached_input, cached_input, lc_input, input)
-                ELSE coalesce(cached_input, input) END AS cached_p,
-           CASE WHEN long_ctx THEN coalesce(lc_cache_write, cache_write, lc_input, input)
-                ELSE coalesce(cache_write, input) END AS write_p,
-           CASE WHEN long_ctx THEN coalesce(lc_output, output) ELSE output END AS out_p,
+           t_source IS NOT NULL AS tiered,
            CASE WHEN input_tokens IS NULL THEN 0
                 WHEN input_tokens >= cached + written THEN input_tokens - cached - written
                 ELSE input_tokens END AS uncached
-    FROM tiered
+    FROM calls
+),
+priced AS (
+    SELECT *,
+           CASE WHEN tiered THEN t_in ELSE s_in END AS in_p,
+           CASE WHEN tiered THEN t_cached ELSE s_cached END AS cached_p,
+           CASE WHEN tiered THEN t_out ELSE s_out END AS out_p,
+           CASE WHEN tiered THEN t_long ELSE s_long END AS long_ctx,
+           CASE WHEN tiered THEN t_source ELSE s_source END AS source,
+           CASE WHEN tiered THEN {_cost('t')} ELSE {_cost('s')} END AS cost_usd,
+           CASE WHEN tiered THEN tier ELSE 'standard' END AS priced_tier,
+           {_cost('b')} AS batch_cost_usd
+    FROM unit
 )
-SELECT trace_id, span_id, in_p, cached_p, out_p,
-       CASE WHEN input_tokens IS NULL AND output_tokens IS NULL THEN NULL
-            WHEN (uncached + cached + written > 0 AND in_p IS NULL) OR (coalesce(output_tokens, 0) > 0 AND out_p IS NULL) THEN NULL
-            ELSE (uncached * coalesce(in_p, 0) + cached * coalesce(cached_p, 0) + written * coalesce(write_p, 0)
-                  + coalesce(output_tokens, 0) * coalesce(out_p, 0)) / 1e6 END AS cost_usd,
+SELECT trace_id, span_id, start_time, input_tokens, output_tokens, in_p, cached_p, out_p, cost_usd, priced_tier,
+       batch_cost_usd,
        CASE WHEN input_tokens IS NULL AND output_tokens IS NULL THEN source || ' (no token counts)'
-            WHEN (uncached + cached + written > 0 AND in_p IS NULL) OR (coalesce(output_tokens, 0) > 0 AND out_p IS NULL)
-                THEN 'unpriced: the catalog entry ' || source || ' lacks a price for some of its tokens'
-            WHEN long_ctx THEN source || ' (long context)'
-            ELSE source END AS price_source
-FROM unit
+            WHEN cost_usd IS NULL THEN 'unpriced: the catalog entry ' || source || ' lacks a price for some of its tokens'
+            ELSE source || CASE WHEN long_ctx THEN ' (long context)' ELSE '' END
+                 || CASE WHEN tier <> 'standard' AND NOT tiered
+                         THEN ' (' || tier || ' tier: no catalog rates, priced at standard)' ELSE '' END
+       END AS price_source
+FROM priced
+"""
+
+_APPLY_CALLS = """
+UPDATE llm_calls SET
+    input_price_per_mtok = x.in_p, cached_input_price_per_mtok = x.cached_p, output_price_per_mtok = x.out_p,
+    cost_usd = x.cost_usd, price_source = x.price_source, priced_tier = x.priced_tier, batch_cost_usd = x.batch_cost_usd
+FROM _call_cost x
+WHERE x.trace_id = llm_calls.trace_id AND x.span_id = llm_calls.span_id
 """
 
 _APPLY = """
@@ -124,25 +171,31 @@ def price_calls(con: duckdb.DuckDBPyConnection, catalog: Catalog, *, accelerator
     if not _exists(con, "llm_calls"):
         return result
     con.execute("""UPDATE llm_calls SET cost_usd = NULL, price_source = NULL, input_price_per_mtok = NULL,
-                   cached_input_price_per_mtok = NULL, output_price_per_mtok = NULL""")
+                   cached_input_price_per_mtok = NULL, output_price_per_mtok = NULL, priced_tier = NULL,
+                   batch_cost_usd = NULL""")
     pairs = con.execute("""SELECT DISTINCT provider, model FROM llm_calls WHERE NOT coalesce(self_hosted, FALSE)
                            ORDER BY provider NULLS FIRST, model NULLS FIRST""").fetchall()
-    rows = []
+    rows, covered = [], {}
     for provider, model in pairs:
         entry = catalog.resolve(model, provider)
         if entry is None:
             result.unknown_models.append((provider, model))
             continue
-        p, lc = entry.price, entry.price.long_context
-        rows.append((provider, model, p.input, p.cached_input, p.cache_write, p.output,
-                     lc.above_input_tokens if lc else None, lc.input if lc else None,
-                     lc.cached_input if lc else None, lc.cache_write if lc else None, lc.output if lc else None,
-                     entry.source))
-    con.execute(_PRICE_TABLE)
+        rows += price_rows(catalog, entry, provider, model)
+        covered[(provider, model)] = entry
+    con.execute(TABLE_SQL)
     if rows:
-        con.executemany("INSERT INTO _model_prices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(f"INSERT INTO _model_prices VALUES ({', '.join(['?'] * len(rows[0]))})", rows)
     con.execute(_CALL_COST)
-    con.execute(_APPLY.format(table="_call_cost"))
+    apply_contracts(con, catalog, covered)
+    con.execute(_APPLY_CALLS)
+    # A known model with no price in force at the call's start (before its first effective date).
+    con.execute("""UPDATE llm_calls SET price_source = 'unpriced: no price of ' || p.source || ' in force on '
+                       || strftime(llm_calls.start_time, '%Y-%m-%d')
+                   FROM (SELECT provider, model, any_value(source ORDER BY eff_to NULLS FIRST) AS source FROM _model_prices
+                         GROUP BY ALL) p
+                   WHERE llm_calls.price_source IS NULL AND NOT coalesce(llm_calls.self_hosted, FALSE)
+                     AND p.provider IS NOT DISTINCT FROM llm_calls.provider AND p.model IS NOT DISTINCT FROM llm_calls.model""")
     con.execute("UPDATE llm_calls SET price_source = ? WHERE price_source IS NULL AND NOT coalesce(self_hosted, FALSE)",
                 [UNPRICED])
     _price_self_hosted(con, catalog, accelerator, result)

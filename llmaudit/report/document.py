@@ -87,6 +87,8 @@ class PriceProvenance(BaseModel):
     prices_file: str | None = Field(None, description="the user's price file (--prices or `prices` in the config)")
     prices_file_sha256: str | None = None
     accelerator: str | None = Field(None, description="--accelerator: the GPU self-hosted time was priced as")
+    contracts: list[str] = Field(default_factory=list, description="contract terms of the price file applied (discounts, committed rates, volume tiers)")
+    service_tiers: dict[str, int] = Field(default_factory=dict, description="calls per service tier they were priced at (standard, batch, flex, priority)")
 
 
 class BreakdownRow(BaseModel):
@@ -401,7 +403,9 @@ def build_document(store: Store, result: RunResult, settings=None) -> AuditDocum
         findings=len(result.findings), rejects=q("SELECT count(*) FROM rejects").fetchone()[0],
     )
     catalog = load_catalog(settings=settings)
-    prices = PriceProvenance(**catalog.provenance(), accelerator=getattr(settings, "accelerator", None))
+    tiers = dict(q("""SELECT priced_tier, count(*) FROM llm_calls WHERE priced_tier IS NOT NULL
+                        GROUP BY ALL ORDER BY priced_tier""").fetchall())
+    prices = PriceProvenance(**catalog.provenance(), accelerator=getattr(settings, "accelerator", None), service_tiers=tiers)
     return AuditDocument(
         inputs=inputs,
         window=Window(start=as_utc(start), end=as_utc(end), days=round(result.window_days, 3) if result.window_days else None),
