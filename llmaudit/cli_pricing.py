@@ -6,6 +6,7 @@ Registered by the main CLI with `app.add_typer(pricing_app, name="pricing")`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -73,11 +74,16 @@ def show_price(
     model: str = typer.Argument(..., metavar="MODEL", help="A model name as traces or bills write it (gpt-4o-2024-08-06, us.anthropic.claude-...)."),
     provider: Optional[str] = typer.Option(None, "--provider", metavar="NAME", help="The provider the call went to (prefers its prices)."),
     db: Optional[Path] = db_option(detail=" of an audit: also say how that audit priced this model's calls"),
+    tier: Optional[str] = typer.Option(None, "--tier", metavar="TIER", help="A service tier (standard, batch, flex, priority): say which rates price a call at it."),
+    on: Optional[datetime] = typer.Option(None, "--on", metavar="DATE", formats=["%Y-%m-%d"], help="A date (YYYY-MM-DD): mark the price in force on it."),
     prices: Optional[Path] = PricesOption,
     config: Optional[Path] = ConfigOption,
 ):
-    """How a model is priced: its catalog entry, or for a self-hosted model the GPU time it is priced from.
+    """How a model is priced: its rates at each service tier and date range (the one that applies
+    marked), the long-context tier, and the contract terms of your price file that apply (discount,
+    committed rates, volume tiers); for a self-hosted model, the GPU time it is priced from.
     Exit 2 when the model is neither in the catalog nor priced by the audit given with --db."""
+    on = on.date() if on is not None else None
     catalog = catalog_for(prices, config)
     entry = catalog.resolve(model, provider)
     audited = _audit_pricing(db, model) if db is not None else []
@@ -99,16 +105,38 @@ def show_price(
         raise typer.Exit(EXIT_INPUT)
     p = entry.price
     out.print(f"{model} -> {entry.provider}/{entry.model}")
-    rows = [
-        ("input", _usd(p.input)), ("cached input", _usd(p.cached_input)), ("cache write", _usd(p.cache_write)),
-        ("output", _usd(p.output)),
-    ]
-    for label, value in rows:
-        out.print(f"  {label:<13} {value:>10}  USD per 1M tokens")
-    if p.long_context is not None:
-        lc = p.long_context
-        out.print(f"  above {lc.above_input_tokens:,} input tokens: input {_usd(lc.input)}, cached input "
-                  f"{_usd(lc.cached_input)}, cache write {_usd(lc.cache_write)}, output {_usd(lc.output)}")
+    rows = p.rows()
+    chosen = _in_force(rows, on)
+    if chosen is None:
+        out.print(f"  no price in force on {on}: calls then are unpriced")
+    else:
+        if on is not None or len(rows) > 1:
+            out.print(f"  {_range(chosen)}" + (f" (applies on {on})" if on is not None else ""))
+        for label, value in [("input", chosen.input), ("cached input", chosen.cached_input),
+                             ("cache write", chosen.cache_write), ("cache write 1h", chosen.cache_write_1h),
+                             ("output", chosen.output)]:
+            out.print(f"  {label:<14}{_usd(value):>10}  USD per 1M tokens")
+        _print_long(chosen, "  ")
+        for name, rates in sorted(chosen.tiers.items()):
+            _print_rates(f"{name} tier", rates, "  ")
+        if tier is not None:
+            if tier == "standard" or tier in chosen.tiers:
+                out.print(f"  a {tier}-tier call is priced at the {tier} rates")
+            else:
+                out.print(f"  no {tier} rates: a {tier}-tier call is priced at the standard rates")
+    for row in rows:
+        if row is not chosen:
+            out.print(f"  also {_range(row)}:")
+            _print_rates("standard", row, "    ")
+            for name, rates in sorted(row.tiers.items()):
+                _print_rates(f"{name} tier", rates, "    ")
+    terms = catalog.contracts_for(entry)
+    if terms:
+        # the model's own contract wins over its provider's, the first listed over later ones
+        winner = min(terms, key=lambda t: (not t[1], t[0]))
+        for index, per_model, contract in terms:
+            status = "applies" if (index, per_model) == winner[:2] else "overridden by the model's own contract"
+            out.print(f"  contract      {contract.label()}: {contract.terms()} ({status})", soft_wrap=True)
     if p.mode:
         out.print(f"  mode          {p.mode}")
     if p.aliases:
@@ -118,6 +146,44 @@ def show_price(
     if p.note:
         out.print(f"  note          {p.note}")
     out.print(f"  source        {entry.source}", soft_wrap=True)
+
+
+def _range(row) -> str:
+    if row.effective_from and row.effective_to:
+        return f"in force from {row.effective_from} until (before) {row.effective_to}"
+    if row.effective_from:
+        return f"in force from {row.effective_from}"
+    if row.effective_to:
+        return f"in force before {row.effective_to}"
+    return "in force on every date"
+
+
+def _in_force(rows, on):
+    """The row in force on a date (None: the current one, the first)."""
+    if on is None:
+        return rows[0]
+    for row in rows:
+        if (row.effective_from is None or row.effective_from <= on) and (row.effective_to is None or on < row.effective_to):
+            return row
+    return None
+
+
+def _print_rates(label: str, r, indent: str) -> None:
+    """One line of rates (USD per 1M tokens), and the long-context tier's below it."""
+    fields = [("input", r.input), ("cached input", r.cached_input), ("cache write", r.cache_write),
+              ("cache write 1h", r.cache_write_1h), ("output", r.output)]
+    text = ", ".join(f"{k} {_usd(v)}" for k, v in fields if v is not None) or "no rates"
+    out.print(f"{indent}{label + ':':<16}{text}  USD per 1M tokens", soft_wrap=True)
+    _print_long(r, indent + "  ")
+
+
+def _print_long(r, indent: str) -> None:
+    lc = r.long_context
+    if lc is not None:
+        fields = [("input", lc.input), ("cached input", lc.cached_input), ("cache write", lc.cache_write),
+                  ("cache write 1h", lc.cache_write_1h), ("output", lc.output)]
+        out.print(f"{indent}above {lc.above_input_tokens:,} input tokens: "
+                  + ", ".join(f"{k} {_usd(v)}" for k, v in fields if v is not None), soft_wrap=True)
 
 
 def _audit_pricing(db: Path, model: str) -> list[str]:
