@@ -288,3 +288,50 @@ def test_pricing_show_says_which_rate_applies_and_why(tmp_path):
     assert "cache write 1h" in text
     result = CliRunner().invoke(pricing_app, ["show", "acme-claude", "--provider", "anthropic", "--prices", str(prices)])
     assert "10% off tokens past 1,000/month" in result.output
+
+
+# ------------------------------------------------------------------------------------------ the bundled catalog
+
+def test_bundled_catalog_prices_a_batch_call_and_a_one_hour_write(tmp_path):
+    t = ns("2026-04-02")
+    traces = [one_call("gpt-4o", t, (1_000_000, 100_000), **{"openai.response.service_tier": "batch"}),
+              one_call("gpt-4o", t + S, (1_000_000, 100_000), **{"openai.response.service_tier": "priority"}),
+              one_call("claude-sonnet-4-5", t + 2 * S, (12_000, 500), provider="anthropic",
+                       **{"gen_ai.usage.cache_creation.input_tokens": 10_000,
+                          "gen_ai.usage.cache_creation.ephemeral_1h_input_tokens": 10_000})]
+    batch, priority, sonnet = priced(tmp_path, traces, "{}\n")
+    # LiteLLM 1.109.1: gpt-4o batch input $1.25, output $5; priority $4.25 / $17; Sonnet 4.5 1-hour write $6
+    assert close(batch["cost"], 1.25 + 0.1 * 5.0) and batch["priced_tier"] == "batch"
+    assert close(priority["cost"], 4.25 + 0.1 * 17.0)
+    assert close(sonnet["cost"], 2_000 * 3.0 / 1e6 + 10_000 * 6.0 / 1e6 + 500 * 15.0 / 1e6)
+
+
+def _litellm(input_cost):
+    return {"gpt-x": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": input_cost,
+                      "output_cost_per_token": 4e-06}}
+
+
+def test_refresh_appends_a_changed_price_to_history(tmp_path):
+    from llmaudit.pricing import refresh
+
+    src, out = tmp_path / "litellm.json", tmp_path / "prices.yaml"
+    out.write_text("providers:\n  openai: {aliases: [openai]}\n")
+
+    def run(table, as_of):
+        src.write_text(json.dumps(table))
+        assert refresh.main([str(src), "--source", "test", "--as-of", as_of, "--out", str(out)]) == 0
+        return Catalog(read_catalog_file(out)).resolve("gpt-x", "openai").price
+
+    first = run(_litellm(1e-06), "2026-01-01")
+    assert (first.input, first.effective_from, first.history) == (1.0, None, [])
+    # A tier added is more detail, not a price change.
+    more = {"gpt-x": {**_litellm(1e-06)["gpt-x"], "input_cost_per_token_batches": 5e-07, "output_cost_per_token_batches": 2e-06}}
+    same = run(more, "2026-02-01")
+    assert same.history == [] and same.tiers["batch"].input == 0.5
+    changed = run(_litellm(2e-06), "2026-03-01")
+    assert (changed.input, str(changed.effective_from)) == (2.0, "2026-03-01")
+    assert [(h.input, h.effective_from, str(h.effective_to), sorted(h.tiers)) for h in changed.history] == [
+        (1.0, None, "2026-03-01", ["batch"])]
+    again = run(_litellm(3e-06), "2026-04-01")
+    assert [(h.input, str(h.effective_from), str(h.effective_to)) for h in again.history] == [
+        (2.0, "2026-03-01", "2026-04-01"), (1.0, "None", "2026-03-01")]

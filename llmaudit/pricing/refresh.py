@@ -7,6 +7,12 @@ Get the JSON from https://raw.githubusercontent.com/BerriAI/litellm/main/model_p
 (or, offline, `litellm/model_prices_and_context_window_backup.json` inside a litellm wheel). Only the
 `models` part is rebuilt: the `providers` table and the `gpu_hour` prices of the current file (LiteLLM
 has neither) are carried over unchanged. The output is deterministic: same input, same bytes.
+
+History is kept, never overwritten: when a model's price differs from the one in the current file, the
+old price is appended to the model's `history` with `effective_to` = the new --as-of date, and the new
+price is in force from that date (`effective_from`). A price that only gains a field the old one did not
+have (a tier, a 1-hour cache-write rate) is more detail, not a change. A model the new table no longer
+lists is dropped, as before (keep it in your own price file to price old calls to it).
 """
 
 from __future__ import annotations
@@ -51,14 +57,20 @@ FIELDS = {
     "cache_read_input_token_cost": "cached_input",
     "cache_creation_input_token_cost": "cache_write",
     "output_cost_per_token": "output",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
 }
+# LiteLLM's suffix of a service tier's fields -> our tier name (catalog.TIERS).
+TIER_SUFFIXES = {"batches": "batch", "flex": "flex", "priority": "priority"}
 LONG_CONTEXT = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
 LONG_FIELDS = {
     "input_cost_per_token_above_{n}k_tokens": "input",
     "cache_read_input_token_cost_above_{n}k_tokens": "cached_input",
     "cache_creation_input_token_cost_above_{n}k_tokens": "cache_write",
     "output_cost_per_token_above_{n}k_tokens": "output",
+    "cache_creation_input_token_cost_above_1hr_above_{n}k_tokens": "cache_write_1h",
 }
+# The fields that are a price (what a change of price compares), as opposed to facts about the model.
+PRICE_KEYS = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "long_context", "tiers")
 PROVIDER_ORDER = ["openai", "anthropic", "gemini", "vertex_ai", "mistral", "deepseek", "xai", "cohere", "bedrock", "azure"]
 
 
@@ -90,18 +102,69 @@ def convert(litellm: dict) -> dict[str, dict[str, dict]]:
         ident = model_id(key)
         if ident is None or ident in out[provider]:
             continue
-        entry = {ours: per_million(spec[theirs]) for theirs, ours in FIELDS.items() if spec.get(theirs) is not None}
-        thresholds = sorted(int(m.group(1)) for k in spec if (m := LONG_CONTEXT.match(k)))
-        if thresholds:
-            n = thresholds[0]
-            tier = {ours: per_million(spec[pattern.format(n=n)]) for pattern, ours in LONG_FIELDS.items()
-                    if spec.get(pattern.format(n=n)) is not None}
-            entry["long_context"] = {"above_input_tokens": n * 1000, **tier}
+        entry = _rates(spec, "")
+        tiers = {}
+        for suffix, tier in TIER_SUFFIXES.items():
+            rates = _rates(spec, "_" + suffix)
+            if "input" in rates and "output" in rates:  # a tier without both cannot price a call
+                tiers[tier] = rates
+        if tiers:
+            entry["tiers"] = tiers
         entry["mode"] = spec["mode"]
         if spec.get("deprecation_date"):
             entry["deprecated"] = str(spec["deprecation_date"])
         out[provider][ident] = entry
     return out
+
+
+def _rates(spec: dict, suffix: str) -> dict:
+    """Our rate fields (and long-context tier) from LiteLLM's fields ending in suffix ("" or "_batches")."""
+    entry = {ours: per_million(spec[theirs + suffix]) for theirs, ours in FIELDS.items()
+             if spec.get(theirs + suffix) is not None}
+    thresholds = sorted(int(m.group(1)) for k in spec if (m := LONG_CONTEXT.match(k))
+                        and spec.get(k + suffix) is not None)
+    if thresholds:
+        n = thresholds[0]
+        tier = {ours: per_million(spec[pattern.format(n=n) + suffix]) for pattern, ours in LONG_FIELDS.items()
+                if spec.get(pattern.format(n=n) + suffix) is not None}
+        entry["long_context"] = {"above_input_tokens": n * 1000, **tier}
+    return entry
+
+
+def _changed(old, new) -> bool:
+    """A price changed: a field the old price had is different or gone (a field added is not a change)."""
+    if isinstance(old, dict):
+        return not isinstance(new, dict) or any(_changed(v, new.get(k)) for k, v in old.items())
+    if old is None:
+        return False
+    return new is None or isinstance(new, dict) or float(old) != float(new)
+
+
+def keep_history(models: dict[str, dict[str, dict]], current: dict, as_of: date) -> dict[str, dict[str, dict]]:
+    """The new models with the current file's history carried over and extended (see the module doc)."""
+    out = {p: dict(v) for p, v in models.items()}
+    for provider, entries in (current or {}).items():
+        for ident, old in (entries or {}).items():
+            new = out.get(provider, {}).get(ident)
+            if new is None:  # no longer listed (LiteLLM marks retired models deprecated rather than dropping them)
+                continue
+            old_price = {k: old[k] for k in PRICE_KEYS if k in old}
+            new_price = {k: new[k] for k in PRICE_KEYS if k in new}
+            history = list(old.get("history") or [])
+            since = old.get("effective_from")
+            if _changed(old_price, new_price) and (since is None or _as_date(since) < as_of):
+                before = {**({"effective_from": since} if since else {}), **old_price, "effective_to": as_of}
+                history = [before, *history]
+                since = as_of
+            if since is not None:
+                new["effective_from"] = _as_date(since)
+            if history:
+                new["history"] = history
+    return out
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 _BARE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -119,6 +182,10 @@ def _value(value) -> str:
         return f"{value:.6g}" if "e" not in f"{value:.6g}" else repr(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, date):
+        return value.isoformat()
     return _key(str(value))
 
 
@@ -128,8 +195,10 @@ def render(header: dict, providers: dict, gpu_hour: dict, models: dict[str, dict
         "# The models part is generated by llmaudit/pricing/refresh.py: edit by refreshing, or override",
         "# entries in your own file (same shape) with --prices FILE / prices = \"FILE\" in llmaudit.toml.",
         "# Fields: input (uncached input), cached_input (cache reads), cache_write (cache creation, 5-minute",
-        "# TTL where the provider has several), output; long_context: prices for a whole call whose input",
-        "# exceeds above_input_tokens. A missing price is unknown, never $0.",
+        "# TTL where the provider has several), cache_write_1h (1-hour TTL), output; long_context: prices for a",
+        "# whole call whose input exceeds above_input_tokens; tiers: the batch, flex and priority service tiers'",
+        "# rates; effective_from / history: the price in force from a date, and the earlier ones (a refresh",
+        "# appends a changed price to history). A missing price is unknown, never $0.",
     ]
     top = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=100).rstrip("\n")
     lines.append(top)
@@ -170,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "currency": "USD",
         "unit": "USD per 1M tokens",
     }
-    models = convert(litellm)
+    models = keep_history(convert(litellm), current.get("models") or {}, date.fromisoformat(args.as_of))
     text = render(header, current.get("providers") or {}, current.get("gpu_hour") or {}, models)
     args.out.write_text(text, encoding="utf-8")
     total = sum(len(v) for v in models.values())
