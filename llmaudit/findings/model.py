@@ -19,6 +19,7 @@ CATEGORIES = (
     "model_routing",
     "prompt_bloat",
     "cost_reconciliation",
+    "service_tier",
 )
 Category = Literal[
     "fan_out",
@@ -30,6 +31,7 @@ Category = Literal[
     "model_routing",
     "prompt_bloat",
     "cost_reconciliation",
+    "service_tier",
 ]
 
 
