@@ -132,11 +132,21 @@ def show_price(
                 _print_rates(f"{name} tier", rates, "    ")
     terms = catalog.contracts_for(entry)
     if terms:
-        # the model's own contract wins over its provider's, the first listed over later ones
-        winner = min(terms, key=lambda t: (not t[1], t[0]))
+        # Of the contracts in force (on --on, else at any date), the model's own wins over its provider's,
+        # the first listed over later ones.
+        live = [t for t in terms if on is None or _contract_in_force(t[2], on)]
+        winner = min(live, key=lambda t: (not t[1], t[0])) if live else None
         for index, per_model, contract in terms:
-            status = "applies" if (index, per_model) == winner[:2] else "overridden by the model's own contract"
+            if winner is not None and index == winner[0]:
+                status = "applies" + (f" on {on}" if on is not None else "")
+            elif on is not None and not _contract_in_force(contract, on):
+                status = f"not in force on {on}"
+            else:
+                status = "overridden by the model's own contract"
             out.print(f"  contract      {contract.label()}: {contract.terms()} ({status})", soft_wrap=True)
+            if contract.rates is not None:
+                out.print("                committed rates replace the standard tier's; calls at other tiers keep "
+                          "their tier's rates", soft_wrap=True)
     if p.mode:
         out.print(f"  mode          {p.mode}")
     if p.aliases:
@@ -146,6 +156,11 @@ def show_price(
     if p.note:
         out.print(f"  note          {p.note}")
     out.print(f"  source        {entry.source}", soft_wrap=True)
+
+
+def _contract_in_force(contract, on) -> bool:
+    return (contract.effective_from is None or contract.effective_from <= on) and (
+        contract.effective_to is None or on < contract.effective_to)
 
 
 def _range(row) -> str:

@@ -271,7 +271,7 @@ def test_analyze_report_carries_tiered_costs_and_contract_provenance(tmp_path):
     expected = ((100_000 * 1.0 + 20_000 * 4.0) / 1e6 + (100_000 * 2.0 + 20_000 * 8.0) / 1e6) * 0.8
     assert abs(doc["totals"]["spend_usd"] - round(expected, 2)) < 1e-9
     assert doc["prices"]["contracts"] == ["OpenAI enterprise agreement: 20% off",
-                                          "contract anthropic/acme-claude: 10% off tokens past 1,000/month; "
+                                          "contract anthropic/acme-claude: 10% off tokens past 1,000/month, "
                                           "25% off tokens past 3,000/month"]
     assert doc["prices"]["service_tiers"] == {"batch": 1, "standard": 1}
 
@@ -288,6 +288,17 @@ def test_pricing_show_says_which_rate_applies_and_why(tmp_path):
     assert "cache write 1h" in text
     result = CliRunner().invoke(pricing_app, ["show", "acme-claude", "--provider", "anthropic", "--prices", str(prices)])
     assert "10% off tokens past 1,000/month" in result.output
+    # --on DATE: the price and the contract terms in force that day
+    dated = write(tmp_path, PRICES + "contracts:\n  - {provider: openai, discount_pct: 20, effective_from: 2026-06-01}\n",
+                  "dated.yaml")
+    result = CliRunner().invoke(pricing_app, ["show", "acme-1", "--provider", "openai", "--prices", str(dated),
+                                              "--on", "2026-02-15", "--tier", "priority"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "in force before 2026-03-01 (applies on 2026-02-15)" in lines[1]
+    assert any(line.split() == ["output", "12", "USD", "per", "1M", "tokens"] for line in lines)
+    assert "no priority rates: a priority-tier call is priced at the standard rates" in result.output
+    assert "(not in force on 2026-02-15)" in result.output
 
 
 # ------------------------------------------------------------------------------------------ the bundled catalog

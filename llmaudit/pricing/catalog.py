@@ -123,7 +123,7 @@ class Contract(_Strict):
         dates = ""
         if self.effective_from or self.effective_to:
             dates = f" ({self.effective_from or '...'} to {self.effective_to or '...'})"
-        return ("; ".join(parts) or "no terms") + dates
+        return (", ".join(parts) or "no terms") + dates
 
 
 class Provider(_Strict):

@@ -231,6 +231,11 @@ def price_line(p) -> str:
         text += f"; price file {p.prices_file} (sha256 {p.prices_file_sha256[:12]})"
     if p.accelerator:
         text += f"; GPU time priced as {p.accelerator}"
+    tiers = getattr(p, "service_tiers", None) or {}
+    if set(tiers) - {"standard"}:
+        text += "; calls per service tier: " + ", ".join(f"{k} {v:,}" for k, v in tiers.items())
+    for contract in getattr(p, "contracts", None) or []:
+        text += f"; {contract}"
     return text
 
 
