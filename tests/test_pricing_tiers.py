@@ -254,6 +254,13 @@ def test_bad_contract_names_file_and_entry(tmp_path, entry, message):
     assert str(path) in str(err.value) and message in str(err.value)
 
 
+def test_a_misspelt_tier_names_file_and_model(tmp_path):
+    path = write(tmp_path, "models:\n  openai:\n    acme-5: {input: 1, output: 2, tiers: {batches: {input: 0.5, output: 1}}}\n")
+    with pytest.raises(PriceError) as err:
+        read_catalog_file(path)
+    assert "models.openai.acme-5" in str(err.value) and "unknown service tier batches" in str(err.value)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 def test_analyze_report_carries_tiered_costs_and_contract_provenance(tmp_path):

@@ -65,6 +65,13 @@ class PriceRow(Rates):
     effective_to: date | None = None
     tiers: dict[str, Rates] = Field(default_factory=dict, description="batch, flex, priority: that tier's rates")
 
+    @model_validator(mode="after")
+    def _known_tiers(self):
+        unknown = sorted(set(self.tiers) - set(TIERS))
+        if unknown:  # a misspelt tier would silently never match a call
+            raise ValueError(f"unknown service tier {', '.join(unknown)} (tiers: {', '.join(TIERS)})")
+        return self
+
 
 class ModelPrice(PriceRow):
     """The current price of a model (the top-level fields) and the earlier ones (history)."""
