@@ -122,6 +122,18 @@ def test_batch_priority_and_flex_calls_priced_at_their_tier(tmp_path):
     assert all(close(r["batch_cost"], 0.18) for r in (batch, priority, flex, standard))
 
 
+def test_vercel_ai_sdk_provider_metadata_names_the_tier(tmp_path):
+    # The AI SDK writes the provider's response metadata as one JSON attribute (as in its real spans).
+    meta = {"ai.response.providerMetadata": json.dumps({"openai": {"responseId": "resp_1", "serviceTier": "flex"}})}
+    std = {"ai.response.providerMetadata": json.dumps({"openai": {"responseId": "resp_2", "serviceTier": "default"}})}
+    t = ns("2026-04-02")
+    flex, standard = priced(tmp_path, [one_call("acme-1", t, (1_000, 1_000), **meta),
+                                       one_call("acme-1", t + S, (1_000, 1_000), **std)])
+    assert (flex["tier"], standard["tier"]) == ("flex", "standard")
+    assert close(flex["cost"], 1_000 * 1.0 / 1e6 + 1_000 * 4.0 / 1e6)
+    assert close(standard["cost"], 1_000 * 2.0 / 1e6 + 1_000 * 8.0 / 1e6)
+
+
 def test_a_tier_the_catalog_lacks_is_priced_at_standard_and_says_so(tmp_path):
     (row,) = priced(tmp_path, [one_call("acme-2", ns("2026-04-02"), (1000, 1000),
                                         **{"openai.response.service_tier": "priority"})])
