@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Categories whose dollars are not waste: spend to investigate, or spend past a budget.
+NOT_WASTE = ("cost_reconciliation", "budget")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 Severity = Literal["info", "low", "medium", "high", "critical"]
 CATEGORIES = (
@@ -19,6 +21,7 @@ CATEGORIES = (
     "model_routing",
     "prompt_bloat",
     "cost_reconciliation",
+    "budget",
 )
 Category = Literal[
     "fan_out",
@@ -30,6 +33,7 @@ Category = Literal[
     "model_routing",
     "prompt_bloat",
     "cost_reconciliation",
+    "budget",
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmaudit import __version__
-from llmaudit.findings.model import Finding
+from llmaudit.findings.model import NOT_WASTE, Finding
 from llmaudit.report.finding_charts import FindingChart, finding_charts
 from llmaudit.report.numbers import money_text
 from llmaudit.rules.engine import RunResult, as_utc
@@ -331,6 +331,8 @@ def waste_totals(findings, *, gpu_models: set[str] | frozenset = frozenset(), ap
     for f in findings:
         if f.category == "cost_reconciliation":
             unexplained += f.waste.usd or 0.0
+            continue
+        if f.category in NOT_WASTE:  # a budget overrun is spend past a limit, not waste
             continue
         key = (f.category, f.scope.service, f.scope.feature)
         rank = (f.waste.usd or 0.0, f.waste.usd_per_month or 0.0, f.fingerprint)

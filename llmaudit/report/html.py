@@ -23,7 +23,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
+from llmaudit.findings.model import BASIS_LABEL, NOT_WASTE, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
 from llmaudit.report.evidence import evidence_items, label_of
@@ -255,7 +255,7 @@ def _top_savings(doc: AuditDocument, views: list[dict], n: int = 5) -> list[dict
     def is_saving(f) -> bool:
         if _money_of(f):
             return f.fingerprint in counted
-        return bool(f.waste.tokens) and f.category != "cost_reconciliation"
+        return bool(f.waste.tokens) and f.category not in NOT_WASTE
 
     return sorted([v for v in views if is_saving(v["f"])], key=key)[:n]
 
