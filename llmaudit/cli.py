@@ -155,6 +155,9 @@ def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs
     except RuleError as exc:
         raise fail(str(exc))
     doc = build_document(store, result, settings)
+    creep = overrides.get("LLMA018", {}).get("min_growth")
+    if creep is not None:  # --set LLMA018.min_growth: the decomposition's token-creep flag follows the rule
+        doc.token_creep_threshold = float(creep)
     if plan:
         from llmaudit.plan.build import build_plan
         from llmaudit.plan.classes import PlanError
