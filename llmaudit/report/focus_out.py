@@ -53,14 +53,16 @@ def _number(value) -> str:
     return "" if value is None else repr(round(float(value), 6)) if not float(value).is_integer() else str(int(value))
 
 
-def _providers(doc) -> dict[str | None, str]:
-    """model -> provider, from the calls the audit priced (the first provider by spend for a model)."""
-    out: dict = {}
+def _providers(doc) -> dict[tuple, str]:
+    """("model", name) and ("feature", name) -> the provider with the most spend among the audit's calls."""
+    spend: dict[tuple, dict[str, float]] = {}
     for feature in doc.spend_detail:
-        for cell in sorted(feature.cells, key=lambda c: -(c.input_usd + c.output_usd)):
-            if cell.model is not None and cell.provider:
-                out.setdefault(cell.model, cell.provider)
-    return out
+        for cell in feature.cells:
+            if cell.provider:
+                for key in (("model", cell.model), ("feature", feature.feature)):
+                    by = spend.setdefault(key, {})
+                    by[cell.provider] = by.get(cell.provider, 0.0) + cell.input_usd + cell.output_usd
+    return {key: min(by, key=lambda p: (-by[p], p)) for key, by in spend.items()}
 
 
 def focus_row(f: Finding, doc, providers: dict) -> dict:
@@ -68,7 +70,8 @@ def focus_row(f: Finding, doc, providers: dict) -> dict:
     end = f.scope.window_end or doc.window.end
     bp_start, bp_end = _month(start)
     provider = f.evidence.get("provider") if isinstance(f.evidence.get("provider"), str) else None
-    provider = provider or providers.get(f.scope.model) or ("self-hosted" if f.category == "idle_capacity" else "unknown")
+    provider = (provider or (providers.get(("model", f.scope.model)) if f.scope.model else None)
+                or providers.get(("feature", f.scope.feature)) or "unknown")
     tags = {k: v for k, v in (("feature", f.scope.feature), ("tenant", f.scope.tenant), ("service", f.scope.service)) if v}
     return {
         "BillingPeriodStart": bp_start, "BillingPeriodEnd": bp_end,
