@@ -162,3 +162,40 @@ def test_a_feature_seen_in_one_window_is_volume_and_spend_without_tokens_is_per_
     parts = decompose(now, dearer, 0.0, 0.0)
     assert parts["volume"] == pytest.approx(4.0) and parts["price"] == pytest.approx(2.0)
     assert sum(parts.values()) == pytest.approx(6.0, abs=1e-9)
+
+
+def test_token_creep_since_the_baseline_is_a_new_llma018_finding(two_weeks):
+    _, doc, _ = two_weeks
+    [creep] = [f for f in doc["findings"] if f["rule_id"] == "LLMA018"]
+    assert creep["scope"]["feature"] == "support" and creep["evidence"]["compared_with"] == "baseline"
+    assert creep["evidence"]["growth_percent"] == pytest.approx(25.0, abs=0.5)
+    # 150 more input tokens on each of 840 requests at gpt-4o's week-2 input price ($2.75 per 1M)
+    assert creep["waste"]["tokens"] == pytest.approx(150 * 840, rel=0.02)
+    assert creep["waste"]["usd"] == pytest.approx(150 * 840 * 2.75e-6, abs=0.01)
+    assert creep["fingerprint"] in {c["fingerprint"] for c in doc["extras"]["baseline"]["new"]}
+    assert creep["fingerprint"] not in doc["totals"]["counted_findings"]
+    assert doc["totals"]["findings"] == len(doc["findings"])
+
+
+def test_min_change_thresholds_gate_only_what_grew_past_them(two_weeks):
+    d, doc, _ = two_weeks
+    creep = next(f for f in doc["findings"] if f["rule_id"] == "LLMA018")["waste"]["usd_per_month"]
+    growth = _feature(doc, "support")["change_usd"]  # support's spend grew by this (+39%)
+    base = ["analyze", str(d / "week2.jsonl"), "--prices", str(d / "prices-week2.yaml"), "--baseline", str(d / "week1.json"),
+            "-q", "--fail-on-new"]
+    runner = CliRunner()
+    assert runner.invoke(app, base).exit_code == 1  # the new LLMA018 finding
+    # Above both the new finding's monthly waste and the feature's growth: nothing trips.
+    above = max(creep, growth) + 0.5
+    res = runner.invoke(app, [*base, "--min-change-usd", f"{above:.2f}"])
+    assert res.exit_code == 0, res.output
+    # Below the finding's waste, and a percentage the feature's +39% does not pass: the new finding trips.
+    res = runner.invoke(app, [*base, "--min-change-usd", f"{creep - 0.1:.2f}", "--min-change-pct", "50"])
+    assert res.exit_code == 1
+    gates = [line for line in res.output.splitlines() if line.startswith("gate: ")]
+    assert len(gates) == 1 and gates[0].startswith("gate: new finding past the thresholds: LLMA018")
+    # --fail-on high with a low threshold: the feature's spend growth trips it (the finding is medium).
+    res = runner.invoke(app, [*base[:-1], "--fail-on", "high", "--min-change-usd", "0.1", "--min-change-pct", "30"])
+    assert res.exit_code == 1
+    gates = [line for line in res.output.splitlines() if line.startswith("gate: ")]
+    assert gates == ["gate: feature support: spend $2.45 -> $3.41, past the thresholds"]

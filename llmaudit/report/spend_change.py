@@ -271,3 +271,53 @@ def cents(row: SpendChange) -> dict[str, float]:
     for p in order[:abs(gap)]:
         shown_[p] += step
     return {p: v / 100 for p, v in shown_.items()}
+
+
+# ---------------------------------------------------------------- token creep against the baseline
+
+def baseline_creep_findings(doc, changes: SpendChanges) -> list:
+    """LLMA018 findings for the features whose input tokens per request grew past the threshold since the
+    baseline, where the window itself (under two weeks) gave none. Same fingerprint as the rule's own finding
+    for the feature, so next week's run matches it. Not added to the waste total (which the rules' findings
+    make): the growth is priced, and shown as not counted."""
+    from llmaudit.findings.model import Finding, Scope, Waste
+    from llmaudit.rules.engine import DAYS_PER_MONTH, fingerprint
+
+    have = {f.scope.feature for f in doc.findings if f.rule_id == CREEP_RULE}
+    detail = {f.feature: f for f in doc.spend_detail}
+    out = []
+    for row in changes.features:
+        if not row.token_creep or row.feature in have or row.feature not in detail:
+            continue
+        was, now = row.input_tokens_per_request
+        spend = detail[row.feature]
+        price = sum(c.input_usd for c in spend.cells) / spend.input_tokens if spend.input_tokens else 0.0
+        extra = (now - was) * spend.requests
+        usd = extra * price
+        days = doc.window.days
+        scope = Scope(feature=row.feature, window_start=doc.window.start, window_end=doc.window.end)
+        growth = row.input_tokens_per_request_growth
+        out.append(Finding(
+            fingerprint=fingerprint(CREEP_RULE, scope.model_copy(update={"window_start": None, "window_end": None}),
+                                    "token-creep"),
+            rule_id=CREEP_RULE, rule_name="token-creep", title="Input tokens per request keep growing week over week",
+            category="prompt_bloat", severity="high" if growth >= 0.5 else "medium", confidence="low",
+            message=(f"{row.feature}: {was:,.0f} → {now:,.0f} input tokens per request since the baseline "
+                     f"({growth:+.0%}); the growth costs ${usd:,.2f} in this window"),
+            scope=scope,
+            evidence={"compared_with": "baseline", "input_per_request_before": was, "input_per_request": now,
+                      "growth": growth, "growth_percent": round(100 * growth, 1), "threshold": changes.token_creep_threshold,
+                      "requests": spend.requests, "requests_before": row.requests[0],
+                      "tokens_per_request_part_usd": row.parts["tokens_per_request"]},
+            waste=Waste(tokens=int(round(extra)), usd=round(usd, 2),
+                        usd_per_month=round(usd * DAYS_PER_MONTH / days, 2) if days else None,
+                        extrapolation=(f"linear: {days:.1f} days observed, scaled to {DAYS_PER_MONTH:.0f} days" if days
+                                       else "not extrapolated: no time window")),
+            remediation=("Diff the feature's prompt against the baseline week's: trim instructions and examples that do not "
+                         "change answers, cap retrieved chunks (LLMA003) and history (LLMA010), move static parts to a "
+                         "cached prefix (LLMA008), and put a token budget on the prompt in review."),
+        ))
+    return out
+
+
+CREEP_RULE = "LLMA018"
