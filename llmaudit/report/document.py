@@ -165,7 +165,11 @@ def spend_detail(store: Store) -> list[FeatureSpend]:
         ),
         f AS (SELECT feature, count(DISTINCT trace_id) AS requests FROM c GROUP BY feature)
         SELECT c.feature, any_value(f.requests), c.provider, c.model, c.call_kind, count(*), sum(c.input_tokens),
-               sum(c.output_tokens), sum(c.cached), sum(c.usd) - sum(c.out_usd), sum(c.out_usd)
+               sum(c.output_tokens), sum(c.cached),
+               -- exact decimal sums: a float sum depends on the order DuckDB's threads add in, and the
+               -- report must be the same bytes on every run
+               CAST(sum(CAST(c.usd AS DECIMAL(38, 12))) - sum(CAST(c.out_usd AS DECIMAL(38, 12))) AS DOUBLE),
+               CAST(sum(CAST(c.out_usd AS DECIMAL(38, 12))) AS DOUBLE)
         FROM c JOIN f ON f.feature IS NOT DISTINCT FROM c.feature
         GROUP BY c.feature, c.provider, c.model, c.call_kind
         ORDER BY c.feature NULLS LAST, c.provider NULLS LAST, c.model NULLS LAST, c.call_kind NULLS LAST""").fetchall()
