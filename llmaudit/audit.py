@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from llmaudit.normalize.derive import derive, ensure_derived
 from llmaudit.rules.engine import RunResult, all_rules, run_rules
 from llmaudit.rules.spec import RuleError
 from llmaudit.store import Store
+
+BUDGET_RULE = "LLMA017"  # the rule that reads [llmaudit.budgets]
 
 
 def prepare(store: Store, settings: Settings, *, force: bool = True) -> None:
@@ -47,6 +50,9 @@ def audit(store: Store, settings: Settings | None = None, *, overrides: dict[str
     rules = all_rules([*settings.rules, *(extra_rule_dirs or [])])
     check_params(settings, rules)
     merged = {k: dict(v) for k, v in settings.params.items()}
+    if settings.budgets and BUDGET_RULE in {r.id for r in rules}:
+        # The config's budgets reach the budget rule as one bound parameter (JSON rows its SQL unnests).
+        merged.setdefault(BUDGET_RULE, {})["budgets"] = json.dumps(settings.budget_rows())
     for rule_id, params in (overrides or {}).items():
         merged.setdefault(rule_id, {}).update(params)
     result = run_rules(store, rules, merged)

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.text import Text
 
 from llmaudit import __version__
-from llmaudit.cli_options import (AcceleratorOption, ConfigOption, FailOnOption, InputFormatOption, OutputOption,
+from llmaudit.cli_options import (AcceleratorOption, ConfigOption, FailOnBudgetOption, FailOnOption, FocusOutOption,
+                                  InputFormatOption, MinChangePctOption, MinChangeUsdOption, OutputOption,
                                   PricesOption, QueryFormat, QuietOption, ReportFormat, ScrapeTimeOption, Severity,
                                   VerboseOption,
                                   command, db_option, deprecated, format_option, hidden_option, list_written, new_app,
@@ -154,6 +155,9 @@ def _audit_document(store: Store, settings: Settings, sets: list[str], rule_dirs
     except RuleError as exc:
         raise fail(str(exc))
     doc = build_document(store, result, settings)
+    creep = overrides.get("LLMA018", {}).get("min_growth")
+    if creep is not None:  # --set LLMA018.min_growth: the decomposition's token-creep flag follows the rule
+        doc.token_creep_threshold = float(creep)
     if plan:
         from llmaudit.plan.build import build_plan
         from llmaudit.plan.classes import PlanError
@@ -175,15 +179,22 @@ def _exit_for(doc, fail_on: Optional[Severity]) -> int:
 
 def _emit(doc, *, output_format: ReportFormat, output: Optional[Path], json_path: Optional[Path],
           markdown_path: Optional[Path], html_path: Optional[Path], baseline: Optional[Path], fail_on: Optional[Severity],
-          fail_on_new: bool, redact: bool, verbose: bool, quiet: bool, written: list, header=None) -> int:
-    """Write every requested output and return the exit code (0, or 1 for --fail-on / --fail-on-new)."""
+          fail_on_new: bool, redact: bool, verbose: bool, quiet: bool, written: list, header=None,
+          gates: Optional[dict] = None, focus_out: Optional[Path] = None) -> int:
+    """Write every requested output and return the exit code (0, or 1 for --fail-on / --fail-on-new /
+    --fail-on-budget, under --min-change-* thresholds when given)."""
     from llmaudit.report.outputs import ReportError, prepare_outputs, render_json, write_prepared, write_text
     from llmaudit.report.terminal import print_findings
 
+    gates = gates or {}
     try:
         # Every output, the terminal and --format json included, shows the same (redacted) document.
         doc, comparison = prepare_outputs(doc, baseline_path=baseline, redact=redact)
         write_prepared(doc, json_path=json_path, markdown_path=markdown_path, html_path=html_path)
+        if focus_out is not None:
+            from llmaudit.report.focus_out import render_focus
+
+            write_text(focus_out, render_focus(doc))
         if output_format is ReportFormat.json:
             text = render_json(doc)
         else:
@@ -205,12 +216,30 @@ def _emit(doc, *, output_format: ReportFormat, output: Optional[Path], json_path
             sys.stdout.write(text)
     except ReportError as exc:
         raise fail(str(exc))
-    written.extend([json_path, markdown_path, html_path, output])
+    written.extend([json_path, markdown_path, html_path, output, focus_out])
     if comparison is not None and not quiet:
         err.print(comparison.summary_line(), markup=False, highlight=False)
-    code = _exit_for(doc, fail_on)
-    if fail_on_new and comparison is not None and comparison.new:
-        code = EXIT_FINDINGS
+    return _gate_code(doc, comparison, fail_on, fail_on_new, gates)
+
+
+def _gate_code(doc, comparison, fail_on: Optional[Severity], fail_on_new: bool, gates: dict) -> int:
+    from llmaudit.report.gates import Thresholds, budget_gate, change_gate
+
+    thresholds = Thresholds(gates.get("min_change_usd"), gates.get("min_change_pct"))
+    reasons = budget_gate(doc) if gates.get("fail_on_budget") else []
+    if thresholds.given and comparison is not None:
+        # Under thresholds only growth past them trips the severity and new-finding gates.
+        reasons += change_gate(comparison, thresholds, fail_on=fail_on.value if fail_on else None,
+                               fail_on_new=fail_on_new)
+        code = EXIT_FINDINGS if reasons else EXIT_OK
+    else:
+        code = _exit_for(doc, fail_on)
+        if fail_on_new and comparison is not None and comparison.new:
+            code = EXIT_FINDINGS
+        if reasons:
+            code = EXIT_FINDINGS
+    for why in reasons:  # even with --quiet: an exit status alone does not say which gate tripped
+        err.print(f"gate: {why}", markup=False, highlight=False)
     return code
 
 
@@ -226,9 +255,14 @@ StrictOption = typer.Option(False, "--strict", help="Any rejected record is an i
 PlanOption = typer.Option(False, "--plan", help="Add the capacity and cost plan (`llmaudit plan` with its defaults) to every output; JSON: extras.plan.")
 
 
-def _check_report_flags(fail_on_new: bool, baseline: Optional[Path]) -> None:
+def _check_report_flags(fail_on_new: bool, baseline: Optional[Path], min_change_usd: Optional[float] = None,
+                        min_change_pct: Optional[float] = None) -> dict:
     if fail_on_new and baseline is None:
         raise fail("--fail-on-new needs --baseline FILE (last run's --json output)")
+    for name, value in (("--min-change-usd", min_change_usd), ("--min-change-pct", min_change_pct)):
+        if value is not None and baseline is None:
+            raise fail(f"{name} needs --baseline FILE (last run's --json output): growth is measured against it")
+    return {"min_change_usd": min_change_usd, "min_change_pct": min_change_pct}
 
 
 @command(app)
@@ -243,6 +277,10 @@ def analyze(
     baseline: Optional[Path] = BaselineOption,
     fail_on: Optional[Severity] = FailOnOption,
     fail_on_new: bool = FailOnNewOption,
+    fail_on_budget: bool = FailOnBudgetOption,
+    min_change_usd: Optional[float] = MinChangeUsdOption,
+    min_change_pct: Optional[float] = MinChangePctOption,
+    focus_out: Optional[Path] = FocusOutOption,
     redact: bool = RedactOption,
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
@@ -259,7 +297,7 @@ def analyze(
     """Ingest PATHs, run the audit rules, and report findings by dollar impact."""
     from llmaudit.report.terminal import print_ingest
 
-    _check_report_flags(fail_on_new, baseline)
+    gates = {**_check_report_flags(fail_on_new, baseline, min_change_usd, min_change_pct), "fail_on_budget": fail_on_budget}
     settings = settings_for(config, prices, accelerator)
     written: list = []
     with open_store(db) as store:
@@ -269,7 +307,8 @@ def analyze(
         header = None if quiet else (lambda console: print_ingest(console, report, store, db))
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
-                     verbose=verbose, quiet=quiet, written=written, header=header)
+                     verbose=verbose, quiet=quiet, written=written, header=header, gates=gates,
+                     focus_out=focus_out)
     list_written([db, *written], quiet=quiet)
     raise typer.Exit(code)
 
@@ -285,6 +324,10 @@ def report(
     baseline: Optional[Path] = BaselineOption,
     fail_on: Optional[Severity] = FailOnOption,
     fail_on_new: bool = FailOnNewOption,
+    fail_on_budget: bool = FailOnBudgetOption,
+    min_change_usd: Optional[float] = MinChangeUsdOption,
+    min_change_pct: Optional[float] = MinChangePctOption,
+    focus_out: Optional[Path] = FocusOutOption,
     redact: bool = RedactOption,
     sets: list[str] = SetOption,
     rule_dirs: list[Path] = RulesOption,
@@ -298,7 +341,7 @@ def report(
     """Render the audit of a stored database (no ingest): terminal, JSON, Markdown, HTML."""
     from llmaudit.normalize.derive import derive
 
-    _check_report_flags(fail_on_new, baseline)
+    gates = {**_check_report_flags(fail_on_new, baseline, min_change_usd, min_change_pct), "fail_on_budget": fail_on_budget}
     if not db.exists():
         raise fail(f"{db}: no such store")
     settings = settings_for(config, prices, accelerator)
@@ -309,7 +352,7 @@ def report(
         doc = _audit_document(store, settings, sets, rule_dirs, plan=with_plan)
         code = _emit(doc, output_format=output_format, output=output, json_path=json_path, markdown_path=markdown_path,
                      html_path=html_path, baseline=baseline, fail_on=fail_on, fail_on_new=fail_on_new, redact=redact,
-                     verbose=verbose, quiet=quiet, written=written)
+                     verbose=verbose, quiet=quiet, written=written, gates=gates, focus_out=focus_out)
     list_written(written, quiet=quiet)
     raise typer.Exit(code)
 

@@ -215,3 +215,20 @@ def settings_for(config: Path | None, prices: Path | None = None, accelerator: s
     if settings.accelerator and catalog.gpu(settings.accelerator) is None:
         raise fail(f"--accelerator {settings.accelerator!r}: no GPU-hour price for it (see `llmaudit pricing list --gpus`)")
     return settings
+
+
+# ---------------------------------------------------------------- budgets and change gates (analyze, report)
+
+FAIL_ON_BUDGET_HELP = ("Exit 1 when a budget in [llmaudit.budgets] is projected to be passed by the end of the month "
+                       "(rule LLMA017).")
+MIN_CHANGE_USD_HELP = ("With --baseline: --fail-on / --fail-on-new trip only on a finding whose monthly waste, or a "
+                       "feature whose spend, grew by more than this many dollars.")
+MIN_CHANGE_PCT_HELP = ("With --baseline: --fail-on / --fail-on-new trip only on growth of more than this percentage "
+                       "over the baseline (with --min-change-usd, both must be passed).")
+FOCUS_OUT_HELP = ("Also write the findings as FOCUS rows (CSV; ChargePeriodStart/End, ProviderName, ServiceName, "
+                  "x_ columns for the rule, fingerprint, waste and confidence): waste beside spend in FinOps tools.")
+
+FailOnBudgetOption = typer.Option(False, "--fail-on-budget", help=FAIL_ON_BUDGET_HELP)
+MinChangeUsdOption = typer.Option(None, "--min-change-usd", metavar="USD", min=0.0, help=MIN_CHANGE_USD_HELP)
+MinChangePctOption = typer.Option(None, "--min-change-pct", metavar="PCT", min=0.0, help=MIN_CHANGE_PCT_HELP)
+FocusOutOption = typer.Option(None, "--focus-out", metavar="FILE", help=FOCUS_OUT_HELP)

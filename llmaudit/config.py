@@ -8,15 +8,19 @@
 
     [llmaudit.params.LLMA003]
     max_k = 6
+
+    [llmaudit.budgets.feature]      # monthly budgets (USD) per feature, tenant or model (rule LLMA017)
+    support-chat = 300
+    agent = { usd = 500, tokens = 200_000_000 }
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Where a request's feature and tenant are read from: the root span first, then the rest of the
 # trace, keys in this order. service.name comes last so every request has some feature.
@@ -45,6 +49,28 @@ class ConfigError(Exception):
     pass
 
 
+BudgetScope = Literal["feature", "tenant", "model"]
+
+
+class BudgetLimit(BaseModel):
+    """A monthly budget: dollars, tokens (input + output), or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    usd: float | None = Field(None, gt=0)
+    tokens: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_limit(self):
+        if self.usd is None and self.tokens is None:
+            raise ValueError("a budget needs usd, tokens or both")
+        return self
+
+
+def _budget(value: Any) -> Any:
+    return {"usd": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,7 +81,23 @@ class Settings(BaseModel):
     prices: Path | None = Field(default=None, description="a price catalog file overriding the bundled one")
     accelerator: str | None = Field(default=None, description="price self-hosted GPU time as this GPU (e.g. H100) "
                                     "instead of the GPU model named in the metrics")
+    budgets: dict[BudgetScope, dict[str, BudgetLimit]] = Field(
+        default_factory=dict, description="monthly budgets: [llmaudit.budgets.feature] name = USD, or {usd, tokens}")
     source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _plain_numbers(cls, value: Any) -> Any:
+        # `name = 300` is short for `name = { usd = 300 }`
+        if isinstance(value, dict):
+            return {scope: {k: _budget(v) for k, v in items.items()} if isinstance(items, dict) else items
+                    for scope, items in value.items()}
+        return value
+
+    def budget_rows(self) -> list[dict]:
+        """The budgets as rows for rule LLMA017's `budgets` parameter, in a fixed order."""
+        return [{"scope": scope, "key": key, "usd": limit.usd, "tokens": limit.tokens}
+                for scope in sorted(self.budgets) for key, limit in sorted(self.budgets[scope].items())]
 
 
 def load_settings(path: str | Path | None = None, cwd: Path | None = None) -> Settings:

@@ -343,7 +343,7 @@ def test_baseline_new_resolved_unchanged_with_a_changed_input(tmp_path):
 @pytest.mark.parametrize("content, expected", [
     ("{not json", "the baseline is not valid JSON"),
     ("[1, 2]", "not an llmaudit JSON report"),
-    ('{"schema_version": "2.0", "findings": []}', "baseline has report schema version 2.0, this llmaudit writes 1.0"),
+    ('{"schema_version": "2.0", "findings": []}', "baseline has report schema version 2.0, this llmaudit writes 1.1"),
     ('{"schema_version": "1.0", "findings": [{"rule_id": "X"}]}', "not a valid llmaudit report: "),
 ])
 def test_bad_baseline_files_name_the_file(tmp_path, hostile_doc, content, expected):

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Categories whose dollars are not waste: spend to investigate, or spend past a budget.
+NOT_WASTE = ("cost_reconciliation", "budget")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 Severity = Literal["info", "low", "medium", "high", "critical"]
 CATEGORIES = (
@@ -20,6 +22,7 @@ CATEGORIES = (
     "prompt_bloat",
     "cost_reconciliation",
     "service_tier",
+    "budget",
 )
 Category = Literal[
     "fan_out",
@@ -32,6 +35,7 @@ Category = Literal[
     "prompt_bloat",
     "cost_reconciliation",
     "service_tier",
+    "budget",
 ]
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from llmaudit.findings.model import Finding, Scope, Severity, severity_rank
 from llmaudit.report.document import SCHEMA_VERSION, AuditDocument, Window
+from llmaudit.report.spend_change import SpendChanges, spend_changes
 
 
 class BaselineError(Exception):
@@ -91,6 +92,8 @@ class Comparison(BaseModel):
     resolved: list[FindingChange]
     unchanged: list[FindingChange]
     by_feature: list[FeatureChange]
+    spend_change: SpendChanges | None = Field(None, description=(
+        "why each feature's spend changed: waste, volume, mix, tokens per request and price, summing to the change"))
 
     def new_at_or_above(self, severity: str | None = None) -> list[FindingChange]:
         """New findings, optionally only those at or above a severity (for a stricter CI gate)."""
@@ -259,6 +262,7 @@ def compare(doc: AuditDocument, base: AuditDocument, baseline_path: str | Path, 
         resolved=resolved,
         unchanged=unchanged,
         by_feature=features,
+        spend_change=spend_changes(doc, base, doc.token_creep_threshold),
     )
 
 

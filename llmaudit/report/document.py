@@ -13,13 +13,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmaudit import __version__
-from llmaudit.findings.model import Finding
+from llmaudit.findings.model import NOT_WASTE, Finding
 from llmaudit.report.finding_charts import FindingChart, finding_charts
 from llmaudit.report.numbers import money_text
+from llmaudit.report.spend_change import CellSpend, FeatureSpend
 from llmaudit.rules.engine import RunResult, as_utc
 from llmaudit.store import Store
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: spend_detail (what a later run needs to explain a change in spend)
 
 
 class InputFile(BaseModel):
@@ -116,6 +117,11 @@ class AuditDocument(BaseModel):
         "the attributes a request's feature and tenant were read from (config feature_keys, tenant_keys): calls with "
         "none of them are untagged"))
     prices: PriceProvenance | None = None
+    spend_detail: list[FeatureSpend] = Field(default_factory=list, description=(
+        "per feature: requests, and per provider, model and call kind the calls, tokens and spend (input and output "
+        "apart); a later run given this report as --baseline explains its change in spend from it"))
+    token_creep_threshold: float = Field(0.2, description=(
+        "input tokens per request growing more than this share is token creep (rule LLMA018's min_growth)"))
     extras: dict[str, Any] = Field(default_factory=dict, description="sections added by other modules (billing, GPU, replay)")
 
 
@@ -144,6 +150,40 @@ def _breakdown(store: Store, expr: str) -> list[BreakdownRow]:
                      spend_usd=round(s, 4) if s is not None else None, share_of_spend=round(sh, 4) if sh is not None else None)
         for k, r, n, i, o, s, sh in rows
     ]
+
+
+def spend_detail(store: Store) -> list[FeatureSpend]:
+    """Per feature, the requests and, per provider, model and call kind, calls, tokens and spend split into input
+    and output (output tokens at the call's output price; the rest of its cost is input's)."""
+    if not store.table_exists("llm_calls"):
+        return []
+    rows = store.con.execute("""
+        WITH c AS (
+            SELECT feature, provider, model, call_kind, trace_id, coalesce(input_tokens, 0) AS input_tokens,
+                   coalesce(output_tokens, 0) AS output_tokens, coalesce(cached_input_tokens, 0) AS cached,
+                   CASE WHEN cost_usd IS NULL THEN 0 ELSE coalesce(output_tokens, 0) * coalesce(output_price_per_mtok, 0) / 1e6 END AS out_usd,
+                   coalesce(cost_usd, 0) AS usd
+            FROM llm_calls
+        ),
+        f AS (SELECT feature, count(DISTINCT trace_id) AS requests FROM c GROUP BY feature)
+        SELECT c.feature, any_value(f.requests), c.provider, c.model, c.call_kind, count(*), sum(c.input_tokens),
+               sum(c.output_tokens), sum(c.cached),
+               -- exact decimal sums: a float sum depends on the order DuckDB's threads add in, and the
+               -- report must be the same bytes on every run
+               CAST(sum(CAST(c.usd AS DECIMAL(38, 12))) - sum(CAST(c.out_usd AS DECIMAL(38, 12))) AS DOUBLE),
+               CAST(sum(CAST(c.out_usd AS DECIMAL(38, 12))) AS DOUBLE)
+        FROM c JOIN f ON f.feature IS NOT DISTINCT FROM c.feature
+        GROUP BY c.feature, c.provider, c.model, c.call_kind
+        ORDER BY c.feature NULLS LAST, c.provider NULLS LAST, c.model NULLS LAST, c.call_kind NULLS LAST""").fetchall()
+    features: dict = {}
+    for feature, requests, provider, model, kind, calls, tin, tout, cached, in_usd, out_usd in rows:
+        features.setdefault(feature, (requests, []))[1].append(CellSpend(
+            provider=provider, model=model, call_kind=kind, calls=calls, input_tokens=int(tin), output_tokens=int(tout),
+            cached_input_tokens=int(cached), input_usd=round(in_usd, 6), output_usd=round(out_usd, 6)))
+    return [FeatureSpend(feature=k, requests=r, calls=sum(c.calls for c in cells),
+                         input_tokens=sum(c.input_tokens for c in cells), output_tokens=sum(c.output_tokens for c in cells),
+                         spend_usd=round(sum(c.input_usd + c.output_usd for c in cells), 6), cells=cells)
+            for k, (r, cells) in features.items()]
 
 
 def _r(value, digits: int = 2):
@@ -334,6 +374,8 @@ def waste_totals(findings, *, gpu_models: set[str] | frozenset = frozenset(), ap
         if f.category == "cost_reconciliation":
             unexplained += f.waste.usd or 0.0
             continue
+        if f.category in NOT_WASTE:  # a budget overrun is spend past a limit, not waste
+            continue
         key = (f.category, f.scope.service, f.scope.feature)
         rank = (f.waste.usd or 0.0, f.waste.usd_per_month or 0.0, f.fingerprint)
         if key not in largest or rank > largest[key][0]:
@@ -368,6 +410,18 @@ def spend_parts(store: Store) -> SpendParts | None:
     return SpendParts(model_apis_usd=round(api, 2), self_hosted_gpu_time_usd=round(hosted, 2),
                       provisioned_idle_usd=round(idle, 2),
                       gpu_provisioned_usd=round(provisioned, 2) if provisioned is not None else None)
+
+
+def _creep_threshold(settings) -> float:
+    """Rule LLMA018's min_growth as the config sets it (else the rule's default)."""
+    from llmaudit.rules.engine import all_rules
+
+    rule = next((r for r in all_rules() if r.id == CREEP_RULE), None)
+    value = (getattr(settings, "params", None) or {}).get(CREEP_RULE, {}).get("min_growth")
+    return float(value if value is not None else (rule.params["min_growth"].default if rule else 0.2))
+
+
+CREEP_RULE = "LLMA018"
 
 
 def build_document(store: Store, result: RunResult, settings=None) -> AuditDocument:
@@ -418,5 +472,7 @@ def build_document(store: Store, result: RunResult, settings=None) -> AuditDocum
         tag_keys={"feature": list(getattr(settings, "feature_keys", None) or []),
                   "tenant": list(getattr(settings, "tenant_keys", None) or [])},
         prices=prices,
+        spend_detail=spend_detail(store),
+        token_creep_threshold=_creep_threshold(settings),
         extras=summary_extras(store, result),
     )

@@ -23,7 +23,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from llmaudit.findings.model import BASIS_LABEL, SEVERITIES, Finding
+from llmaudit.findings.model import BASIS_LABEL, NOT_WASTE, SEVERITIES, Finding
 from llmaudit.report.baseline import comparison_of
 from llmaudit.report.document import AuditDocument, BreakdownRow
 from llmaudit.report.evidence import evidence_items, label_of
@@ -255,9 +255,25 @@ def _top_savings(doc: AuditDocument, views: list[dict], n: int = 5) -> list[dict
     def is_saving(f) -> bool:
         if _money_of(f):
             return f.fingerprint in counted
-        return bool(f.waste.tokens) and f.category != "cost_reconciliation"
+        return bool(f.waste.tokens) and f.category not in NOT_WASTE
 
     return sorted([v for v in views if is_saving(v["f"])], key=key)[:n]
+
+
+def _spend_change_view(cmp) -> dict | None:
+    """The decomposition table: the same rows and signed figures as the terminal and Markdown."""
+    from llmaudit.report.numbers import signed_usd
+    from llmaudit.report.spend_change import PART_LABELS, PARTS, TITLE, cents, creep_text, shown
+
+    if cmp is None or cmp.spend_change is None:
+        return None
+    sc = cmp.spend_change
+    rows = [{"feature": r.feature, "baseline_usd": r.baseline_usd, "current_usd": r.current_usd,
+             "change": signed_usd(r.change_usd), "parts": [signed_usd(v) for v in cents(r).values()], "creep": creep_text(r)}
+            for r in shown(sc)]
+    if not rows and not sc.note:
+        return None
+    return {"title": TITLE, "note": sc.note, "method": sc.method, "labels": [PART_LABELS[p] for p in PARTS], "rows": rows}
 
 
 def render_html(doc: AuditDocument) -> str:
@@ -281,6 +297,7 @@ def render_html(doc: AuditDocument) -> str:
         "t": doc.totals,
         "cmp": cmp,
         "baseline_chart": _baseline_chart(cmp) if cmp else None,
+        "spend_change": _spend_change_view(cmp),
         "severity_counts": severity_counts,
         "top_savings": _top_savings(doc, finding_views),
         "basis_label": BASIS_LABEL,

@@ -244,6 +244,26 @@ def _baseline_section(budget: _Budget, cmp: Comparison) -> None:
         ]
         _capped_table(budget, ["feature", "seen", "spend", "change", "tokens change", "waste/month", "change"], rows,
                       ["l", "l", "r", "r", "r", "r", "r"], FEATURE_ROWS, "features")
+    _spend_change_section(budget, cmp)
+
+
+def _spend_change_section(budget: _Budget, cmp: Comparison) -> None:
+    from llmaudit.report.spend_change import PART_LABELS, PARTS, TITLE, cents, creep_text, shown
+
+    sc = cmp.spend_change
+    if sc is None:
+        return
+    if sc.note:
+        budget.add(f"\n_{TITLE}: {md(sc.note, 300)}._\n")
+        return
+    rows = [[md(r.feature if r.feature is not None else "untagged"), usd(r.baseline_usd), usd(r.current_usd),
+             signed_usd(r.change_usd), *(signed_usd(v) for v in cents(r).values()), md(creep_text(r), 60)] for r in shown(sc)]
+    if not rows:
+        return
+    budget.add(f"\n#### {TITLE}\n\n")
+    _capped_table(budget, ["feature", "baseline", "now", "change", *(PART_LABELS[p] for p in PARTS), "input tokens/request"],
+                  rows, ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l"], FEATURE_ROWS, "features")
+    budget.add(f"\n_The parts add up to the change: {md(sc.method, 400)}._\n")
 
 
 SPARK = "▁▂▃▄▅▆▇█"

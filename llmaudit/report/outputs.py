@@ -37,7 +37,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from llmaudit.report.baseline import BaselineError, Comparison, compare_with_file
+from llmaudit.report.baseline import BaselineError, Comparison, compare, load_baseline
 from llmaudit.report.document import AuditDocument
 from llmaudit.report.redact import redact as redact_document
 from llmaudit.report.redact import scrub_content
@@ -84,6 +84,18 @@ def write_text(path: Path, text: str) -> None:
         raise ReportError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
+def with_baseline_creep(doc: AuditDocument, base: AuditDocument) -> AuditDocument:
+    """The document with token creep since the baseline as LLMA018 findings (sorted in with the others)."""
+    from llmaudit.report.spend_change import baseline_creep_findings, spend_changes
+    from llmaudit.rules.engine import sort_findings
+
+    added = baseline_creep_findings(doc, spend_changes(doc, base, doc.token_creep_threshold))
+    if not added:
+        return doc
+    totals = doc.totals.model_copy(update={"findings": doc.totals.findings + len(added)})
+    return doc.model_copy(update={"findings": sort_findings([*doc.findings, *added]), "totals": totals})
+
+
 def prepare_outputs(doc: AuditDocument, *, baseline_path: str | Path | None = None, redact: bool = False,
                     redact_salt: str | None = None) -> tuple[AuditDocument, Comparison | None]:
     """The document every output renders (content scrubbed, names pseudonymised if asked, the baseline
@@ -94,7 +106,9 @@ def prepare_outputs(doc: AuditDocument, *, baseline_path: str | Path | None = No
     if baseline_path is not None:
         try:
             # Compared after redaction: a redacted baseline carries redacted fingerprints and names.
-            comparison = compare_with_file(out, baseline_path)
+            base, sha = load_baseline(baseline_path)
+            out = with_baseline_creep(out, base)
+            comparison = compare(out, base, baseline_path, sha)
         except BaselineError as exc:
             raise ReportError(str(exc)) from exc
         extras = dict(out.extras)

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from llmaudit.cli_output import out
 from llmaudit.ingest.pipeline import IngestReport
-from llmaudit.report.numbers import usd
+from llmaudit.report.numbers import signed_usd, usd
 from llmaudit.store import Store
 from llmaudit.summary import summarize
 
@@ -299,8 +299,8 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
             )
         console.print(table)
         if uncounted:
-            console.print(Text("* not counted in the waste total: spend to investigate, or the same calls as a larger "
-                               "finding of the same mechanism", style="dim"))
+            console.print(Text("* not counted in the waste total: spend to investigate, a budget overrun, or the same "
+                               "calls as a larger finding of the same mechanism", style="dim"))
     if verbose:
         for f in doc.findings:
             console.print()
@@ -311,8 +311,37 @@ def print_findings(console: Console, doc, *, verbose: bool = False) -> None:
                 console.print(Text("examples: " + ", ".join(f.example_trace_ids), style="dim"))
             console.print(Text(f"waste: {f.waste.tokens or 0:,} tokens, {usd(f.waste.usd)}; {f.waste.extrapolation}", style="dim"))
             console.print(Text("fix: " + f.remediation))
+    _print_spend_change(console, doc)
     for rule_id, why in doc.skipped_rules.items():
         if verbose:
             console.print(Text(f"skipped {rule_id}: {why}", style="dim"))
     for rule_id, why in doc.rule_errors.items():
         console.print(Text(f"rule {rule_id} failed: {why}", style="red"))
+
+
+def _print_spend_change(console: Console, doc) -> None:
+    """With a baseline: each feature's change in spend, split into parts that add up to it."""
+    from llmaudit.report.baseline import comparison_of
+    from llmaudit.report.spend_change import PART_LABELS, PARTS, TITLE, cents, creep_text, shown
+
+    cmp = comparison_of(doc)
+    if cmp is None or cmp.spend_change is None:
+        return
+    console.print()
+    if cmp.spend_change.note:
+        console.print(Text(f"{TITLE}: {cmp.spend_change.note}", style="dim"))
+        return
+    rows = shown(cmp.spend_change)
+    if not rows:
+        console.print(Text(f"{TITLE}: no feature's spend changed since the baseline", style="dim"))
+        return
+    table = Table(show_edge=False, title=f"{TITLE} since the baseline, by feature", title_justify="left")
+    table.add_column("feature")
+    for col in ("baseline", "now", "change", *(PART_LABELS[p] for p in PARTS)):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("input tokens/request")
+    for r in rows:
+        table.add_row(safe(r.feature if r.feature is not None else "untagged", 40), usd(r.baseline_usd), usd(r.current_usd),
+                      signed_usd(r.change_usd), *(signed_usd(v) for v in cents(r).values()), creep_text(r))
+    console.print(table)
+    console.print(Text(f"The parts add up to the change: {cmp.spend_change.method}.", style="dim"))

@@ -6,6 +6,7 @@ column is evidence:
     service, feature, model, tenant, window_start, window_end   the scope
     scope_key          an extra part of the fingerprint (e.g. an hour of day)
     waste_tokens, waste_usd, waste_gpu_hours                    waste over the observed window
+    waste_usd_per_month  the monthly figure, where the rule computes it itself (a budget's projected overrun)
     example_trace_ids  a list of trace ids
     severity, confidence                                        overrides of the rule's defaults
 """
@@ -26,7 +27,8 @@ from llmaudit.rules.spec import Rule, RuleError, load_rules
 from llmaudit.store import SqlRefused, Store
 
 _SCOPE = ("service", "feature", "model", "tenant", "window_start", "window_end")
-_SPECIAL = set(_SCOPE) | {"scope_key", "waste_tokens", "waste_usd", "waste_gpu_hours", "example_trace_ids", "severity", "confidence"}
+_SPECIAL = set(_SCOPE) | {"scope_key", "waste_tokens", "waste_usd", "waste_usd_per_month", "waste_gpu_hours",
+                          "example_trace_ids", "severity", "confidence"}
 MAX_EXAMPLES = 5
 DAYS_PER_MONTH = 30.0
 
@@ -168,7 +170,10 @@ def run_rule(store: Store, rule: Rule, params: dict[str, Any], window_days: floa
         usd = round(raw_usd, 2) if raw_usd is not None else None
         tokens = values.get("waste_tokens")
         gpu_hours = values.get("waste_gpu_hours")
-        if window_days and raw_usd is not None:
+        monthly = values.get("waste_usd_per_month")
+        if monthly is not None:  # the rule's own monthly figure (e.g. a month-end projection), not scaled
+            per_month, extrapolation = round(float(monthly), 2), "computed by the rule: see its evidence"
+        elif window_days and raw_usd is not None:
             per_month = round(raw_usd * DAYS_PER_MONTH / window_days, 2)  # from the unrounded figure
             extrapolation = f"linear: {window_days:.1f} days observed, scaled to {DAYS_PER_MONTH:.0f} days"
         else:
